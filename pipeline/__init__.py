@@ -1,0 +1,1 @@
+"""Leg-fatigue risk scoring."""
