@@ -39,15 +39,43 @@ def _decoded(codes: np.ndarray, labels: list[str]) -> pa.Array:
     return pa.DictionaryArray.from_arrays(indices, pa.array(labels)).cast(pa.string())
 
 
-def to_csv_table(frame: pd.DataFrame, schema: Schema, with_labels: bool = False) -> pa.Table:
-    """The intake CSV form of a typed frame: yes/no as yes/no, integers as integers, blanks empty."""
-    arrays, names = [pa.array(frame[schema.id_column].astype(str).to_numpy())], [schema.id_column]
+def columns_from_frame(frame: pd.DataFrame, schema: Schema, with_labels: bool = False) -> dict:
+    """A typed frame as raw columns: category codes (-1 blank), floats (NaN blank), int8 labels."""
+    cols: dict[str, object] = {
+        schema.id_column: pa.array(frame[schema.id_column].astype(str).to_numpy())
+    }
     for col in schema.columns:
         values = frame[col.name]
         if col.kind == "category":
-            arrays.append(_decoded(values.cat.codes.to_numpy(), list(col.categories)))
+            cols[col.name] = values.cat.codes.to_numpy().astype(np.int64)
         else:
-            v = values.to_numpy(dtype=float)
+            cols[col.name] = values.to_numpy(dtype=float)
+    if with_labels:
+        cols.update({label: frame[label].to_numpy() for label in schema.label_columns})
+    return cols
+
+
+def frame_from_columns(cols: dict, schema: Schema, with_labels: bool = False) -> pd.DataFrame:
+    """Raw columns as a typed frame."""
+    data: dict[str, object] = {schema.id_column: np.asarray(cols[schema.id_column], dtype=object)}
+    for col in schema.columns:
+        if col.kind == "category":
+            data[col.name] = pd.Categorical.from_codes(cols[col.name], categories=list(col.categories))
+        else:
+            data[col.name] = cols[col.name]
+    if with_labels:
+        data.update({label: cols[label] for label in schema.label_columns})
+    return pd.DataFrame(data).astype(typed_frame_dtypes(schema, with_labels=with_labels))
+
+
+def csv_table_from_columns(cols: dict, schema: Schema, with_labels: bool = False) -> pa.Table:
+    """The intake CSV form: yes/no as yes/no, integers as integers, blanks empty."""
+    arrays, names = [pa.array(cols[schema.id_column], pa.string())], [schema.id_column]
+    for col in schema.columns:
+        v = cols[col.name]
+        if col.kind == "category":
+            arrays.append(_decoded(v, list(col.categories)))
+        else:
             blank = np.isnan(v)
             if col.kind == "yes_no":
                 arrays.append(_decoded(np.where(blank, -1, v).astype(np.int64), ["no", "yes"]))
@@ -58,14 +86,40 @@ def to_csv_table(frame: pd.DataFrame, schema: Schema, with_labels: bool = False)
         names.append(col.name)
     if with_labels:
         for label in schema.label_columns:
-            arrays.append(pa.array(frame[label].to_numpy()))
+            arrays.append(pa.array(cols[label]))
             names.append(label)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def parquet_table_from_columns(cols: dict, schema: Schema, with_labels: bool = False) -> pa.Table:
+    """Typed columns for Parquet: categories dictionary-encoded, numbers float64 with nulls."""
+    arrays, names = [pa.array(cols[schema.id_column], pa.string())], [schema.id_column]
+    for col in schema.columns:
+        v = cols[col.name]
+        if col.kind == "category":
+            mask = v < 0
+            indices = pa.array(np.where(mask, 0, v).astype(np.int8), mask=mask)
+            arrays.append(pa.DictionaryArray.from_arrays(indices, pa.array(list(col.categories))))
+        else:
+            arrays.append(pa.array(v, mask=np.isnan(v)))
+        names.append(col.name)
+    if with_labels:
+        for label in schema.label_columns:
+            arrays.append(pa.array(cols[label]))
+            names.append(label)
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def to_csv_table(frame: pd.DataFrame, schema: Schema, with_labels: bool = False) -> pa.Table:
+    """The intake CSV form of a typed frame."""
+    return csv_table_from_columns(columns_from_frame(frame, schema, with_labels), schema, with_labels)
 
 
 def read_parquet_dataset(path: Path, schema: Schema) -> pd.DataFrame:
     """A generated Parquet data set as a typed frame (labels included when present)."""
     frame = pq.read_table(path).to_pandas()
+    for col in schema.columns_of(kind="category"):
+        frame[col.name] = frame[col.name].astype(str).where(frame[col.name].notna())
     with_labels = all(label in frame.columns for label in schema.label_columns)
     return frame.astype(typed_frame_dtypes(schema, with_labels=with_labels))
 

@@ -1,8 +1,8 @@
 """The knowledge base: data/knowledge_base.yaml loaded into typed objects, validated and hashed.
 
 Loading checks every name against the intake schema, every probability against [0, 1],
-that every relation cites a known seed passage and that no link is given twice; an
-error names the offending entry.
+that every relation cites a known seed passage, that no link is given twice and that no
+mapping has a key it does not read (a typo); an error names the offending entry.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import hashlib
 import math
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,31 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 AGE_FACTOR = "age_per_decade"
 AGE_CENTER, AGE_PER = 50.0, 10.0
 COMPARATORS = (">=", ">", "<=", "<")
+# The keys each kind of mapping may have; anything else is a typo and an error.
+TOP_KEYS = (
+    "schema_version", "seed_file", "passages", "bands", "populations", "complaint", "risk_factors",
+    "conditions", "findings", "labs", "blank_rates", "specialists", "red_flags", "triage_default",
+    "tips",
+)  # fmt: skip
+RATIONALE = ("source", "assumed")
+PASSAGE_KEYS = ("section", "quote")
+BAND_KEYS = ("cuts", "labels")
+POPULATION_KEYS = ("description", "assumed", "risk_factor_log_odds_shift")  # + the person fields
+NUMERIC_KEYS = ("mean", "sd", "min", "max", "step")
+DURATION_KEYS = ("median", "sd_log", "min", "max", "step")
+NODE_KEYS = ("name", "base_rate", "effects", *RATIONALE)
+EFFECT_KEYS = ("factor", "log_odds", *RATIONALE)
+LINK_KEYS = ("condition", "p", *RATIONALE)
+FINDING_KEYS = ("name", "field", "leak", "links", *RATIONALE)
+FINDING_KIND_KEYS = {"category": ("present", "absent"), "integer": ("present_range", "absent_range")}
+LAB_KEYS = ("name", "scale", "step", "normal", "abnormal", "leak", "links", "parent", *RATIONALE)
+DISTRIBUTION_KEYS = ("mean", "sd")
+BLANK_RATE_KEYS = ("by_group", "by_field", *RATIONALE)
+SPECIALIST_KEYS = ("first", "threshold", "by_cause", *RATIONALE)
+BY_CAUSE_KEYS = ("cause", "specialist", "source")
+RED_FLAG_KEYS = ("name", "triage", "when", *RATIONALE)
+TRIAGE_DEFAULT_KEYS = ("routine_if_any_condition_at_least", *RATIONALE)
+TIP_KEYS = ("number", "title", "causes", "source")
 
 
 class KnowledgeBaseError(ValueError):
@@ -205,15 +231,26 @@ class _Reader:
             self.fail(where, f"missing `{key}`")
         return entry[key]
 
-    def probability(self, entry: dict, key: str, where: str, *, open_interval: bool = False) -> float:
+    def check_keys(self, entry: Any, allowed: tuple[str, ...], where: str) -> None:
+        if not isinstance(entry, dict):
+            self.fail(where, f"must be a mapping, got {entry!r}")
+        unknown = sorted(str(k) for k in entry if k not in allowed)
+        if unknown:
+            self.fail(where, f"unknown key(s) {unknown} (allowed: {', '.join(allowed)})")
+
+    def number(self, entry: dict, key: str, where: str) -> float:
         value = self.need(entry, key, where)
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            self.fail(where, f"`{key}` must be a number, got {value!r}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            self.fail(where, f"`{key}` must be a finite number, got {value!r}")
+        return float(value)
+
+    def probability(self, entry: dict, key: str, where: str, *, open_interval: bool = False) -> float:
+        value = self.number(entry, key, where)
         lo_ok = value > 0 if open_interval else value >= 0
         hi_ok = value < 1 if open_interval else value <= 1
         if not (lo_ok and hi_ok):
             interval = "(0, 1)" if open_interval else "[0, 1]"
-            self.fail(where, f"`{key}` = {value} is outside {interval}")
+            self.fail(where, f"`{key}` = {entry[key]} is outside {interval}")
         return float(value)
 
     def source(self, entry: dict, where: str) -> Passage:
@@ -232,6 +269,7 @@ class _Reader:
 def _passages(r: _Reader) -> None:
     for pid, entry in (r.raw.get("passages") or {}).items():
         where = f"passages.{pid}"
+        r.check_keys(entry, PASSAGE_KEYS, where)
         r.passages[pid] = Passage(
             id=pid,
             section=str(r.need(entry, "section", where)),
@@ -247,6 +285,7 @@ def _bands(r: _Reader) -> dict[str, Band]:
         where = f"bands.{name}"
         if name not in r.schema.column_names or r.schema.column(name).kind != "number":
             r.fail(where, f"{name!r} is not a number column of the intake form")
+        r.check_keys(entry, BAND_KEYS, where)
         cuts = tuple(float(c) for c in r.need(entry, "cuts", where))
         labels = tuple(str(v) for v in r.need(entry, "labels", where))
         if len(labels) != len(cuts) + 1 or list(cuts) != sorted(cuts):
@@ -256,7 +295,8 @@ def _bands(r: _Reader) -> dict[str, Band]:
 
 
 def _numeric(r: _Reader, entry: dict, where: str) -> NumericDistribution:
-    values = {k: float(r.need(entry, k, where)) for k in ("mean", "sd", "min", "max", "step")}
+    r.check_keys(entry, NUMERIC_KEYS, where)
+    values = {k: r.number(entry, k, where) for k in NUMERIC_KEYS}
     if values["sd"] <= 0 or values["step"] <= 0 or values["min"] >= values["max"]:
         r.fail(where, "needs sd > 0, step > 0 and min < max")
     return NumericDistribution(**values)
@@ -267,13 +307,16 @@ def _populations(r: _Reader, bands: dict[str, Band]) -> dict[str, Population]:
     pops = {}
     for name, entry in (r.raw.get("populations") or {}).items():
         where = f"populations.{name}"
+        r.check_keys(entry, (*(c.name for c in person), *POPULATION_KEYS), where)
         r.assumed(entry, where)
         numeric, categorical = {}, {}
         for col in person:
             spec = r.need(entry, col.name, where)
             w = f"{where}.{col.name}"
             if col.kind in ("integer", "number"):
-                numeric[col.name] = _numeric(r, spec, w)
+                numeric[col.name] = dist = _numeric(r, spec, w)
+                if not col.min <= dist.min < dist.max <= col.max:
+                    r.fail(w, f"min and max must lie within the schema's [{col.min:g}, {col.max:g}]")
                 if col.name != "age" and col.name not in bands:
                     r.fail(w, "a numeric person field must have a band")
                 continue
@@ -284,11 +327,11 @@ def _populations(r: _Reader, bands: dict[str, Band]) -> dict[str, Population]:
             if abs(sum(probs.values()) - 1.0) > 1e-9:
                 r.fail(w, f"probabilities sum to {sum(probs.values())}, not 1")
             categorical[col.name] = probs
-        shift = {}
-        for rf, value in (entry.get("risk_factor_log_odds_shift") or {}).items():
+        shift, shifts = {}, entry.get("risk_factor_log_odds_shift") or {}
+        for rf in shifts:
             if rf not in r.schema.column_names:
                 r.fail(f"{where}.risk_factor_log_odds_shift", f"unknown risk factor {rf!r}")
-            shift[rf] = float(value)
+            shift[rf] = r.number(shifts, rf, f"{where}.risk_factor_log_odds_shift")
         pops[name] = Population(
             name=name,
             description=str(entry.get("description", "")),
@@ -328,6 +371,7 @@ def _logistic_nodes(
         if name in seen:
             r.fail(where, "defined twice")
         seen.add(name)
+        r.check_keys(entry, NODE_KEYS if key == "risk_factors" else (*NODE_KEYS, "cause"), where)
         if key == "risk_factors":
             col = r.schema.column(name) if name in r.schema.column_names else None
             if col is None or col.group not in ("history", "medication"):
@@ -342,16 +386,15 @@ def _logistic_nodes(
         effects, factors = [], set()
         for j, eff in enumerate(entry.get("effects") or []):
             w = f"{where} effect[{j}]"
+            r.check_keys(eff, EFFECT_KEYS, w)
             factor = r.need(eff, "factor", w)
             if factor not in known_factors:
                 r.fail(w, f"unknown factor {factor!r} (or not defined before {name!r})")
             if factor in factors:
                 r.fail(w, f"duplicate effect of {factor!r}")
             factors.add(factor)
-            log_odds = r.need(eff, "log_odds", w)
-            if not isinstance(log_odds, int | float) or not math.isfinite(log_odds):
-                r.fail(w, f"log_odds must be a finite number, got {log_odds!r}")
-            effects.append(Effect(factor, float(log_odds), r.source(eff, w), r.assumed(eff, w)))
+            log_odds = r.number(eff, "log_odds", w)
+            effects.append(Effect(factor, log_odds, r.source(eff, w), r.assumed(eff, w)))
         nodes.append(
             LogisticNode(
                 name=name,
@@ -371,6 +414,7 @@ def _links(r: _Reader, entry: dict, where: str, conditions: set[str]) -> tuple[L
     links, seen = [], set()
     for j, link in enumerate(entry.get("links") or []):
         w = f"{where} link[{j}]"
+        r.check_keys(link, LINK_KEYS, w)
         cond = r.need(link, "condition", w)
         if cond not in conditions:
             r.fail(w, f"unknown condition {cond!r}")
@@ -393,6 +437,7 @@ def _findings(r: _Reader, conditions: set[str]) -> tuple[Finding, ...]:
             r.fail(where, f"field {fld!r} is read by two findings")
         fields.add(fld)
         col = r.schema.column(fld)
+        r.check_keys(entry, (*FINDING_KEYS, *FINDING_KIND_KEYS.get(col.kind, ())), where)
         extra: dict[str, Any] = {}
         if col.kind == "category":
             extra = {
@@ -434,25 +479,23 @@ def _labs(r: _Reader, conditions: set[str], risk_factors: set[str]) -> tuple[Lab
         if name in seen:
             r.fail(where, "defined twice")
         seen.add(name)
+        r.check_keys(entry, LAB_KEYS, where)
         scale = r.need(entry, "scale", where)
         if scale not in ("log", "linear"):
             r.fail(where, f"scale must be log or linear, got {scale!r}")
         dists = {}
         for part in ("normal", "abnormal"):
-            spec = r.need(entry, part, where)
-            mean, sd = (
-                float(r.need(spec, "mean", f"{where}.{part}")),
-                float(r.need(spec, "sd", f"{where}.{part}")),
-            )
-            if sd <= 0:
-                r.fail(f"{where}.{part}", "sd must be positive")
-            dists[part] = Distribution(mean, sd)
+            spec, w = r.need(entry, part, where), f"{where}.{part}"
+            r.check_keys(spec, DISTRIBUTION_KEYS, w)
+            dists[part] = Distribution(r.number(spec, "mean", w), r.number(spec, "sd", w))
+            if dists[part].sd <= 0:
+                r.fail(w, "sd must be positive")
         parent = entry.get("parent", "") or ""
         if parent and parent not in risk_factors:
             r.fail(where, f"parent {parent!r} is not a risk factor")
         if parent and entry.get("links"):
             r.fail(where, "a lab has either a parent or condition links, not both")
-        step = float(r.need(entry, "step", where))
+        step = r.number(entry, "step", where)
         if step <= 0:
             r.fail(where, "step must be positive")
         labs.append(
@@ -474,9 +517,12 @@ def _labs(r: _Reader, conditions: set[str], risk_factors: set[str]) -> tuple[Lab
 
 def _blank_rates(r: _Reader) -> dict[str, float]:
     entry = r.need(r.raw, "blank_rates", "blank_rates")
+    r.check_keys(entry, BLANK_RATE_KEYS, "blank_rates")
     r.source(entry, "blank_rates")
     r.assumed(entry, "blank_rates")
     by_group = r.need(entry, "by_group", "blank_rates")
+    groups = tuple(dict.fromkeys(col.group for col in r.schema.columns))
+    r.check_keys(by_group, groups, "blank_rates.by_group")
     rates = {}
     for col in r.schema.columns:
         if col.required:
@@ -504,35 +550,49 @@ def _check_test(r: _Reader, test: Any, where: str, conditions: set[str]) -> None
             r.fail(where, f"`{key}` takes a non-empty list and nothing else")
         for k, sub in enumerate(test[key]):
             _check_test(r, sub, f"{where}.{key}[{k}]", conditions)
-        return
-    if "not" in test:
+    elif "not" in test:
+        if len(test) != 1:
+            r.fail(where, "`not` takes one test and nothing else")
         _check_test(r, test["not"], f"{where}.not", conditions)
-        return
+    elif "prob" in test or "cause" in test:
+        _check_probability_test(r, test, where, conditions)
+    else:
+        _check_field_test(r, test, where)
+
+
+def _check_probability_test(r: _Reader, test: dict, where: str, conditions: set[str]) -> None:
+    """{prob: CONDITION, ">=": p} or {cause: CAUSE, ">=": p}."""
+    kind = "prob" if "prob" in test else "cause"
+    pool = conditions if kind == "prob" else set(r.schema.cause_names)
+    if test[kind] not in pool:
+        r.fail(where, f"unknown {'condition' if kind == 'prob' else 'cause'} {test[kind]!r}")
     comparators = [k for k in test if k in COMPARATORS]
-    if "prob" in test or "cause" in test:
-        target = test.get("prob") or test.get("cause")
-        pool = conditions if "prob" in test else set(r.schema.cause_names)
-        if target not in pool:
-            r.fail(where, f"unknown {'condition' if 'prob' in test else 'cause'} {target!r}")
-        if len(comparators) != 1 or len(test) != 2:
-            r.fail(where, f"a probability test needs one comparator of {COMPARATORS}")
-        r.probability(test, comparators[0], where)
-        return
+    if len(comparators) != 1 or len(test) != 2:
+        r.fail(where, f"a probability test needs one comparator of {COMPARATORS}")
+    r.probability(test, comparators[0], where)
+
+
+def _check_field_test(r: _Reader, test: dict, where: str) -> None:
+    """{field: F, is: yes|no}, {field: F, in: [values]} or {field: F, COMPARATOR: number}."""
     fld = r.need(test, "field", where)
     if fld not in r.schema.column_names:
         r.fail(where, f"unknown field {fld!r}")
     col = r.schema.column(fld)
-    if "is" in test:
-        if col.kind != "yes_no" or test["is"] not in ("yes", "no"):
-            r.fail(where, f"`is` needs a yes/no field and 'yes' or 'no' (field {fld!r})")
-    elif "in" in test:
-        if col.kind != "category" or not set(test["in"]) <= set(col.categories):
-            r.fail(where, f"`in` needs values among {list(col.categories)} of {fld!r}")
-    elif len(comparators) == 1 and len(test) == 2:
-        if col.kind not in ("integer", "number"):
-            r.fail(where, f"a comparison needs a numeric field, {fld!r} is {col.kind}")
-    else:
+    ops = [k for k in test if k != "field"]
+    if len(ops) != 1 or ops[0] not in ("is", "in", *COMPARATORS):
         r.fail(where, f"unknown test {test!r}")
+    op, value = ops[0], test[ops[0]]
+    if op == "is":
+        if col.kind != "yes_no" or value not in ("yes", "no"):
+            r.fail(where, f"`is` needs a yes/no field and 'yes' or 'no' (field {fld!r})")
+    elif op == "in":
+        values_ok = isinstance(value, list) and set(value) <= set(col.categories)
+        if col.kind != "category" or not values_ok:
+            r.fail(where, f"`in` needs values among {list(col.categories)} of {fld!r}")
+    elif col.kind not in ("integer", "number"):
+        r.fail(where, f"a comparison needs a numeric field, {fld!r} is {col.kind}")
+    else:
+        r.number(test, op, where)
 
 
 def _red_flags(r: _Reader, conditions: set[str]) -> tuple[RedFlag, ...]:
@@ -543,6 +603,7 @@ def _red_flags(r: _Reader, conditions: set[str]) -> tuple[RedFlag, ...]:
         if name in seen:
             r.fail(where, "defined twice")
         seen.add(name)
+        r.check_keys(entry, RED_FLAG_KEYS, where)
         triage = r.need(entry, "triage", where)
         if triage not in r.schema.triage_levels:
             r.fail(where, f"triage {triage!r} is not one of {list(r.schema.triage_levels)}")
@@ -550,6 +611,84 @@ def _red_flags(r: _Reader, conditions: set[str]) -> tuple[RedFlag, ...]:
         _check_test(r, when, f"{where}.when", conditions)
         flags.append(RedFlag(name, triage, when, r.source(entry, where), r.assumed(entry, where)))
     return tuple(flags)
+
+
+def _duration(r: _Reader) -> DurationModel:
+    where = "complaint.symptom_duration_weeks"
+    complaint = r.need(r.raw, "complaint", "complaint")
+    r.check_keys(complaint, ("symptom_duration_weeks",), "complaint")
+    dur = r.need(complaint, "symptom_duration_weeks", "complaint")
+    r.check_keys(dur, (*DURATION_KEYS, *RATIONALE), where)
+    r.source(dur, where)
+    r.assumed(dur, where)
+    v = {k: r.number(dur, k, where) for k in DURATION_KEYS}
+    if not (v["median"] > 0 and v["sd_log"] > 0 and v["step"] > 0 and v["min"] < v["max"]):
+        r.fail(where, "needs median > 0, sd_log > 0, step > 0 and min < max")
+    return DurationModel(**v)
+
+
+def _specialists(r: _Reader) -> tuple[dict, dict[str, str]]:
+    """The `specialists` entry and its specialist for each cause."""
+    spec = r.need(r.raw, "specialists", "specialists")
+    r.check_keys(spec, SPECIALIST_KEYS, "specialists")
+    by_cause: dict[str, str] = {}
+    for k, entry in enumerate(r.need(spec, "by_cause", "specialists")):
+        w = f"specialists.by_cause[{k}]"
+        r.check_keys(entry, BY_CAUSE_KEYS, w)
+        cause, who = r.need(entry, "cause", w), r.need(entry, "specialist", w)
+        if cause not in r.schema.cause_names:
+            r.fail(w, f"unknown cause {cause!r}")
+        if cause in by_cause:
+            r.fail(w, f"cause {cause!r} given twice")
+        if who not in r.schema.specialists:
+            r.fail(w, f"unknown specialist {who!r}")
+        r.source(entry, w)
+        by_cause[cause] = who
+    if set(by_cause) != set(r.schema.cause_names):
+        r.fail("specialists.by_cause", "every cause needs a specialist")
+    first = r.need(spec, "first", "specialists")
+    if first not in r.schema.specialists:
+        r.fail("specialists", f"unknown specialist {first!r}")
+    r.source(spec, "specialists")
+    r.assumed(spec, "specialists")
+    return spec, by_cause
+
+
+def _triage_default(r: _Reader) -> dict:
+    entry = r.need(r.raw, "triage_default", "triage_default")
+    r.check_keys(entry, TRIAGE_DEFAULT_KEYS, "triage_default")
+    r.source(entry, "triage_default")
+    r.assumed(entry, "triage_default")
+    return entry
+
+
+def _tips(r: _Reader) -> tuple[Tip, ...]:
+    tips, numbers = [], set()
+    for k, entry in enumerate(r.raw.get("tips") or []):
+        w = f"tips[{k}]"
+        r.check_keys(entry, TIP_KEYS, w)
+        number = r.need(entry, "number", w)
+        if not isinstance(number, int) or isinstance(number, bool):
+            r.fail(w, f"`number` must be an integer, got {number!r}")
+        if number in numbers:
+            r.fail(w, f"tip number {number} given twice")
+        numbers.add(number)
+        causes = tuple(r.need(entry, "causes", w))
+        if not set(causes) <= set(r.schema.cause_names):
+            r.fail(w, f"unknown causes {sorted(set(causes) - set(r.schema.cause_names))}")
+        tips.append(Tip(number, r.need(entry, "title", w), causes, r.source(entry, w)))
+    return tuple(tips)
+
+
+def _check_condition_order(r: _Reader, conditions: tuple[LogisticNode, ...]) -> None:
+    names = [c.name for c in conditions]
+    for k, (expected, found) in enumerate(zip_longest(r.schema.conditions, names)):
+        if expected != found:
+            r.fail(
+                "conditions",
+                "must list the schema's conditions in schema order; "
+                f"conditions[{k}] is {found!r}, expected {expected!r}",
+            )
 
 
 def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> KnowledgeBase:
@@ -563,13 +702,11 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
     version = raw.get("schema_version")
     if version not in SUPPORTED_SCHEMA_VERSIONS:
         r.fail("schema_version", f"{version!r} is not supported ({SUPPORTED_SCHEMA_VERSIONS})")
+    r.check_keys(raw, TOP_KEYS, "top level")
     _passages(r)
     bands = _bands(r)
     populations = _populations(r, bands)
-    dur = r.need(raw, "complaint", "complaint")["symptom_duration_weeks"]
-    r.source(dur, "complaint.symptom_duration_weeks")
-    r.assumed(dur, "complaint.symptom_duration_weeks")
-    duration = DurationModel(**{k: float(dur[k]) for k in ("median", "sd_log", "min", "max", "step")})
+    duration = _duration(r)
 
     factors = person_factor_names(schema, bands)
     risk_factors = _logistic_nodes(r, "risk_factors", factors, grows=True)
@@ -578,16 +715,13 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
         if unknown:
             r.fail(f"populations.{pop.name}", f"shift of unmodelled risk factors {sorted(unknown)}")
     conditions = _logistic_nodes(r, "conditions", factors, grows=False)
-    names = [c.name for c in conditions]
-    if tuple(names) != schema.conditions:
-        missing = sorted(set(schema.conditions) - set(names))
-        r.fail("conditions", f"must list the schema's conditions in schema order; missing {missing}")
-    cond_set = set(names)
+    _check_condition_order(r, conditions)
+    cond_set = set(schema.conditions)
     rf_set = {n.name for n in risk_factors}
     findings = _findings(r, cond_set)
     labs = _labs(r, cond_set, rf_set)
     modelled = (
-        {n.name for n in risk_factors}
+        rf_set
         | {f.field for f in findings}
         | {lab.name for lab in labs}
         | set(populations["general"].numeric)
@@ -597,39 +731,8 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
     unmodelled = [c for c in schema.column_names if c not in modelled]
     if unmodelled:
         r.fail("model", f"intake fields with no generative model: {unmodelled}")
-
-    spec = r.need(raw, "specialists", "specialists")
-    by_cause = {}
-    for k, entry in enumerate(r.need(spec, "by_cause", "specialists")):
-        w = f"specialists.by_cause[{k}]"
-        cause, who = r.need(entry, "cause", w), r.need(entry, "specialist", w)
-        if cause not in schema.cause_names:
-            r.fail(w, f"unknown cause {cause!r}")
-        if who not in schema.specialists:
-            r.fail(w, f"unknown specialist {who!r}")
-        r.source(entry, w)
-        by_cause[cause] = who
-    if set(by_cause) != set(schema.cause_names):
-        r.fail("specialists.by_cause", "every cause needs a specialist")
-    first = r.need(spec, "first", "specialists")
-    if first not in schema.specialists:
-        r.fail("specialists", f"unknown specialist {first!r}")
-    r.source(spec, "specialists")
-    r.assumed(spec, "specialists")
-
-    triage_default = r.need(raw, "triage_default", "triage_default")
-    r.source(triage_default, "triage_default")
-    r.assumed(triage_default, "triage_default")
-
-    tips = []
-    for k, entry in enumerate(raw.get("tips") or []):
-        w = f"tips[{k}]"
-        causes = tuple(r.need(entry, "causes", w))
-        if not set(causes) <= set(schema.cause_names):
-            r.fail(w, f"unknown causes {sorted(set(causes) - set(schema.cause_names))}")
-        tips.append(
-            Tip(int(r.need(entry, "number", w)), r.need(entry, "title", w), causes, r.source(entry, w))
-        )
+    spec, by_cause = _specialists(r)
+    triage_default = _triage_default(r)
 
     return KnowledgeBase(
         schema_version=int(version),
@@ -642,14 +745,14 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
         findings=findings,
         labs=labs,
         blank_rates=_blank_rates(r),
-        specialist_first=first,
+        specialist_first=spec["first"],
         specialist_threshold=r.probability(spec, "threshold", "specialists"),
         specialist_by_cause=by_cause,
         red_flags=_red_flags(r, cond_set),
         routine_threshold=r.probability(
             triage_default, "routine_if_any_condition_at_least", "triage_default"
         ),
-        tips=tuple(tips),
+        tips=_tips(r),
         sha256=hashlib.sha256(data).hexdigest(),
         schema=schema,
     )

@@ -1,0 +1,51 @@
+# Leg-fatigue risk scoring: decision support on synthetic data, not a diagnosis.
+# Every target uses .venv (built on first use); `make help` lists them.
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+
+export MLFLOW_TRACKING_URI ?= sqlite:///$(ROOT)/mlflow.db
+export MLFLOW_DISABLE_TELEMETRY := true
+export PYTHONHASHSEED := 0
+
+N ?= 100000
+SEED ?= 42
+POPULATION ?= general
+DATA ?= $(ROOT)/data/generated/intake_$(POPULATION)_n$(N)_seed$(SEED).parquet
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data test test-fast lint bench demo clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## build .venv and install the package (editable, with dev extras)
+
+data: $(STAMP) ## generate a synthetic data set (N=, SEED=, POPULATION=, DATA=)
+	$(PY) -m pipeline generate --n $(N) --seed $(SEED) --population $(POPULATION) --out $(DATA)
+
+lint: $(STAMP) ## ruff lint and format check
+	$(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/ruff format --check pipeline tests
+
+test: $(STAMP) lint ## lint, then the whole test suite
+	$(PY) -m pytest -q
+
+bench: $(STAMP) ## measure speed and memory (prints the figures quoted in the README)
+	$(PY) -m pipeline.bench
+
+demo: $(STAMP) ## the main job end to end on the embedded defaults
+	$(PY) -m pipeline demo
+
+clean: ## remove generated data, caches and the local MLflow store
+	rm -rf data/generated data/cache mlruns mlflow.db reports .pytest_cache .ruff_cache

@@ -1,0 +1,130 @@
+"""Stream an intake CSV as chunks of raw string cells, with their 1-based data-row positions.
+
+Rows whose field count differs from the header's are not dropped: they come back as reject
+lines with their position. File-level problems (missing, empty, not UTF-8, not parseable
+as CSV) raise IntakeFormatError with one line a user can act on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.validate import IntakeFormatError
+
+BLOCK_BYTES = 8 << 20
+REJECT_COLUMNS = ["row", "record_id", "field", "value", "reason"]
+
+
+@dataclass
+class RawChunk:
+    table: pa.Table  # string cells, one column per header name
+    rows: np.ndarray  # 1-based data-row position of each table row
+    malformed: pd.DataFrame  # reject lines for rows with the wrong number of fields
+
+
+def read_header(path: Path) -> list[str]:
+    """The header fields of a CSV file, checked for the file-level failure cases."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+    except FileNotFoundError:
+        raise IntakeFormatError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise IntakeFormatError(f"{path}: is a directory, not a CSV file") from None
+    if not head.strip(b"\xef\xbb\xbf \t\r\n"):
+        raise IntakeFormatError(f"{path}: the file is empty")
+    if b"\x00" in head:
+        raise IntakeFormatError(f"{path}: not a CSV text file (it contains NUL bytes)")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        if len(head) == 1 << 20 and err.start > len(head) - 4:
+            text = head[: err.start].decode("utf-8-sig")  # a character cut at the buffer end
+        else:
+            raise IntakeFormatError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    try:
+        header = next(csv.reader(io.StringIO(text)))
+    except (csv.Error, StopIteration) as err:
+        raise IntakeFormatError(f"{path}: not a readable CSV header ({err})") from None
+    return header
+
+
+def _first_field(text: str) -> str:
+    try:
+        return next(csv.reader(io.StringIO(text)), [""])[0] if text else ""
+    except csv.Error:
+        return ""
+
+
+def iter_raw_chunks(
+    path: Path, header: list[str] | None = None, block_bytes: int = BLOCK_BYTES
+) -> Iterator[RawChunk]:
+    """Yield the file's data rows in order, as string tables, with malformed rows as rejects."""
+    path = Path(path)
+    header = read_header(path) if header is None else header
+    n_fields = len(header)
+    malformed: list[dict] = []
+
+    def on_invalid(row) -> str:
+        if row.number is None or row.number < 0:
+            raise IntakeFormatError(f"{path}: cannot locate a malformed row")
+        malformed.append(
+            {
+                "row": row.number - 1,
+                "record_id": _first_field(row.text),
+                "field": "",
+                "value": row.text[:200],
+                "reason": f"row has {row.actual_columns} fields, the header has {n_fields}",
+            }
+        )
+        return "skip"
+
+    try:
+        reader = pacsv.open_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=block_bytes),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string() for name in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+                check_utf8=True,
+            ),
+        )
+        position, emitted = 0, 0
+        for batch in reader:
+            bad = {m["row"] for m in malformed}
+            rows = np.empty(batch.num_rows, dtype=np.int64)
+            for i in range(batch.num_rows):
+                position += 1
+                while position in bad:
+                    position += 1
+                rows[i] = position
+            covered = [m for m in malformed[emitted:] if m["row"] <= position]
+            emitted += len(covered)
+            yield RawChunk(pa.Table.from_batches([batch]), rows, _reject_frame(covered))
+        rest = malformed[emitted:]
+        if rest:
+            empty = pa.table({name: pa.array([], pa.string()) for name in header})
+            yield RawChunk(empty, np.empty(0, dtype=np.int64), _reject_frame(rest))
+    except pa.ArrowInvalid as err:
+        message = str(err).splitlines()[0]
+        if "UTF8" in message or "utf8" in message.lower():
+            raise IntakeFormatError(f"{path}: not UTF-8 text ({message})") from None
+        raise IntakeFormatError(f"{path}: not a readable CSV file ({message})") from None
+
+
+def _reject_frame(lines: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(lines, columns=REJECT_COLUMNS)
+    return frame.astype({"row": "int64"})
