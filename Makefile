@@ -18,7 +18,7 @@ POPULATION ?= general
 DATA ?= $(ROOT)/data/generated/intake_$(POPULATION)_n$(N)_seed$(SEED).parquet
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-fast lint bench demo clean
+.PHONY: help setup data test lint bench demo clean train experiments evaluate ui score
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,25 @@ bench: $(STAMP) ## measure speed and memory (prints the figures quoted in the RE
 
 demo: $(STAMP) ## the main job end to end on the embedded defaults
 	$(PY) -m pipeline demo
+
+EXPERIMENT ?= experiments/logistic_interactions.yaml
+train: $(STAMP) ## train EXPERIMENT= (default logistic_interactions), log to MLflow, register (PROMOTE=1 forces champion)
+	$(PY) -m pipeline train --experiment $(EXPERIMENT) $(if $(PROMOTE),--promote,)
+
+experiments: $(STAMP) ## train every experiment in experiments/; the best on validation becomes champion
+	$(PY) -m pipeline experiments
+
+evaluate: $(STAMP) ## the champion on fresh general and older-cardiometabolic test sets (100k rows each)
+	$(PY) -m pipeline evaluate
+
+INPUT ?= data/examples/intake_sample.csv
+OUTPUT ?= data/generated/scores.csv
+MODEL ?=
+score: $(STAMP) ## score INPUT= (intake CSV) into OUTPUT= (+ OUTPUT stem .rejects.csv); MODEL= URI or directory
+	$(PY) -m pipeline score --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL),)
+
+ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the embedded store
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$(MLFLOW_TRACKING_URI)"
 
 clean: ## remove generated data, caches and the local MLflow store
 	rm -rf data/generated data/cache mlruns mlflow.db reports .pytest_cache .ruff_cache

@@ -196,9 +196,7 @@ def compile_model(kb: KnowledgeBase, population: str = "general") -> CompiledMod
             kind = "band"
         parent_vars.append(ParentVar(col.name, kind, levels, fidx, prior))
     for j, node in enumerate(kb.risk_factors):
-        parent_vars.append(
-            ParentVar(node.name, "risk", ("no", "yes"), np.array([-1, findex[node.name]]), None, j)
-        )
+        parent_vars.append(ParentVar(node.name, "risk", ("no", "yes"), np.array([-1, findex[node.name]]), None, j))
 
     risk_w, risk_b = _weights(kb.risk_factors, findex, len(feature_names))
     for j, node in enumerate(kb.risk_factors):
@@ -233,9 +231,7 @@ def compile_model(kb: KnowledgeBase, population: str = "general") -> CompiledMod
     )
 
 
-def lab_bin_probability(
-    lab: Lab, value: np.ndarray, abnormal: bool, lower: float, upper: float
-) -> np.ndarray:
+def lab_bin_probability(lab: Lab, value: np.ndarray, abnormal: bool, lower: float, upper: float) -> np.ndarray:
     """P(a lab rounds to `value` | its normal or abnormal distribution), exactly."""
     dist = lab.abnormal if abnormal else lab.normal
     lo = np.maximum(value - lab.step / 2, lower)

@@ -124,6 +124,81 @@ def cmd_oracle(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from pipeline.config import ConfigError, load_experiment
+    from pipeline.train import print_result, train
+
+    try:
+        config = load_experiment(args.experiment)
+    except ConfigError as err:
+        raise UserError(str(err)) from None
+    print(f"training {config.name} ({config.family}, {config.calibration} calibration). {DISCLAIMER}")
+    print_result(config, train(config, promote=args.promote))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.evaluate import evaluate, print_evaluation
+    from pipeline.tracking import CHAMPION_URI
+
+    uri = args.model or CHAMPION_URI
+    try:
+        result = evaluate(uri, n=args.n)
+    except MlflowException as err:
+        raise UserError(f"cannot load {uri}: {str(err).splitlines()[0]} (run `make train` first)") from None
+    print_evaluation(result)
+
+
+def cmd_experiments(args: argparse.Namespace) -> None:
+    from pipeline.config import EXPERIMENTS_DIR, load_experiment
+    from pipeline.train import print_result, train
+
+    results = []
+    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
+        config = load_experiment(path)
+        if config.name == "smoke":
+            continue
+        print(f"\n== {config.name} ({config.family}, {config.calibration}) ==")
+        result = train(config)
+        print_result(config, result)
+        results.append((config.name, result))
+    print("\nexperiment                      val log-loss  ratio to oracle  max ECE  version  champion")
+    for name, r in sorted(results, key=lambda item: item[1].validation["mean_log_loss"]):
+        v = r.validation
+        print(
+            f"{name:30s}  {v['mean_log_loss']:.5f}       {v['log_loss_ratio_to_oracle']:.4f}"
+            f"           {v['max_ece']:.4f}   {r.version:7s}  {'yes' if r.promoted else ''}"
+        )
+    print("the champion alias moves only on a lower validation log-loss than the current champion's")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.knowledge import default_knowledge_base
+    from pipeline.score import ModelMismatchError, default_rejects_path, load_scoring_model, score_file
+    from pipeline.tracking import CHAMPION_URI, configure
+
+    kb = default_knowledge_base()
+    uri = args.model or CHAMPION_URI
+    if Path(uri).exists():
+        uri = str(Path(uri).resolve())
+    configure()
+    try:
+        loaded = load_scoring_model(uri, kb)
+    except MlflowException as err:
+        raise UserError(f"cannot load model {uri}: {str(err).splitlines()[0]} (train one with `make train`)") from None
+    except (ModelMismatchError, OSError) as err:
+        raise UserError(str(err)) from None
+    summary = score_file(args.input, args.output, loaded, kb, args.rejects)
+    for w in summary.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rejects = args.rejects or default_rejects_path(args.output)
+    print(f"{summary.line()}; scores -> {args.output}; rejects -> {rejects}; model {uri} (version {loaded.version})")
+    print(DISCLAIMER)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -144,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     orc.add_argument("--output", type=Path, required=True, help="CSV of p_ columns per row")
     orc.add_argument("--population", default="general")
     orc.set_defaults(func=cmd_oracle)
+    tr = sub.add_parser("train", help="train an experiment, log it to MLflow, register it")
+    tr.add_argument("--experiment", default="experiments/logistic_interactions.yaml", help="YAML path or name")
+    tr.add_argument("--promote", action="store_true", help="make it champion whatever its score")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="score the champion on fresh general and shifted test sets")
+    ev.add_argument("--model", default=None, help="model URI (default: the champion)")
+    ev.add_argument("--n", type=_positive_int, default=100_000, help="rows per test set")
+    ev.set_defaults(func=cmd_evaluate)
+
+    exps = sub.add_parser("experiments", help="train every experiment in experiments/ (except smoke)")
+    exps.set_defaults(func=cmd_experiments)
+
+    sc = sub.add_parser("score", help="score an intake CSV: a scores file and a rejects file")
+    sc.add_argument("--input", type=Path, required=True)
+    sc.add_argument("--output", type=Path, required=True)
+    sc.add_argument("--rejects", type=Path, help="default: <output stem>.rejects.csv beside the output")
+    sc.add_argument("--model", default=None, help="MLflow model URI or local model directory (default: champion)")
+    sc.set_defaults(func=cmd_score)
+
     demo = sub.add_parser("demo", help="the main job end to end on the embedded defaults")
     demo.set_defaults(func=lambda args: __import__("pipeline.demo", fromlist=["main"]).main())
     return parser

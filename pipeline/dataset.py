@@ -41,9 +41,7 @@ def _decoded(codes: np.ndarray, labels: list[str]) -> pa.Array:
 
 def columns_from_frame(frame: pd.DataFrame, schema: Schema, with_labels: bool = False) -> dict:
     """A typed frame as raw columns: category codes (-1 blank), floats (NaN blank), int8 labels."""
-    cols: dict[str, object] = {
-        schema.id_column: pa.array(frame[schema.id_column].astype(str).to_numpy())
-    }
+    cols: dict[str, object] = {schema.id_column: pa.array(frame[schema.id_column].astype(str).to_numpy())}
     for col in schema.columns:
         values = frame[col.name]
         if col.kind == "category":

@@ -25,9 +25,7 @@ def generate_and_validate(n: int = 50_000, seed: int = 42) -> Path:
     start = time.perf_counter()
     write_dataset(model, n, seed, path, "csv")
     seconds = time.perf_counter() - start
-    print(
-        f"generated {n:,} synthetic intake rows in {seconds:.1f} s ({n / seconds:,.0f} rows/s) -> {path}"
-    )
+    print(f"generated {n:,} synthetic intake rows in {seconds:.1f} s ({n / seconds:,.0f} rows/s) -> {path}")
 
     header = read_header(path)
     header_warnings([h for h in header if not h.startswith("label_")], schema)

@@ -36,9 +36,7 @@ def _round_to_step(x: np.ndarray, step: float) -> np.ndarray:
     return np.rint(x * inv) / inv
 
 
-def _truncated_normal(
-    rng: np.random.Generator, n: int, mean, sd, lower: float, upper: float
-) -> np.ndarray:
+def _truncated_normal(rng: np.random.Generator, n: int, mean, sd, lower: float, upper: float) -> np.ndarray:
     """Inverse-CDF draws from Normal(mean, sd) truncated to [lower, upper]."""
     a, b = ndtr((lower - mean) / sd), ndtr((upper - mean) / sd)
     u = a + rng.random(n) * (b - a)
@@ -54,9 +52,7 @@ def _categorical(rng: np.random.Generator, n: int, probs: np.ndarray) -> np.ndar
     return np.searchsorted(np.cumsum(probs), rng.random(n) * np.sum(probs), side="right")
 
 
-def _lab_values(
-    rng: np.random.Generator, lab: Lab, abnormal: np.ndarray, lower: float, upper: float
-) -> np.ndarray:
+def _lab_values(rng: np.random.Generator, lab: Lab, abnormal: np.ndarray, lower: float, upper: float) -> np.ndarray:
     n = len(abnormal)
     mean = np.where(abnormal, lab.abnormal.mean, lab.normal.mean)
     sd = np.where(abnormal, lab.abnormal.sd, lab.normal.sd)
@@ -135,9 +131,7 @@ def sample_columns(
     cols["symptom_duration_weeks"] = np.clip(_round_to_step(weeks, dur.step), dur.min, dur.max)
 
     numbers = pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 8, "0")
-    out: dict[str, object] = {
-        schema.id_column: pc.binary_join_element_wise(f"{id_prefix}-", numbers, "")
-    }
+    out: dict[str, object] = {schema.id_column: pc.binary_join_element_wise(f"{id_prefix}-", numbers, "")}
     blank_draws = rng.random((len(schema.columns), n))
     for k, col in enumerate(schema.columns):
         blank = blank_draws[k] < kb.blank_rates[col.name]
@@ -191,9 +185,7 @@ def generate_column_chunks(
 def generate_frame(model: CompiledModel, n: int, seed: int) -> pd.DataFrame:
     """The whole data set as one typed frame with labels (tests, training)."""
     schema = model.kb.schema
-    parts = [
-        frame_from_columns(c, schema, with_labels=True) for c in generate_column_chunks(model, n, seed)
-    ]
+    parts = [frame_from_columns(c, schema, with_labels=True) for c in generate_column_chunks(model, n, seed)]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -208,9 +200,7 @@ def dataset_metadata(model: CompiledModel, n: int, seed: int) -> dict[str, str]:
     }
 
 
-def write_dataset(
-    model: CompiledModel, n: int, seed: int, out: Path, fmt: str, progress: bool = False
-) -> Path:
+def write_dataset(model: CompiledModel, n: int, seed: int, out: Path, fmt: str, progress: bool = False) -> Path:
     """Generate n rows to `out` (parquet or csv) via a temporary file renamed on success."""
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
@@ -219,9 +209,7 @@ def write_dataset(
 
     def to_table(cols: dict) -> pa.Table:
         if fmt == "parquet":
-            return parquet_table_from_columns(cols, schema, with_labels=True).replace_schema_metadata(
-                meta
-            )
+            return parquet_table_from_columns(cols, schema, with_labels=True).replace_schema_metadata(meta)
         return csv_table_from_columns(cols, schema, with_labels=True)
 
     tables = generate_column_chunks(model, n, seed, transform=to_table)

@@ -359,9 +359,7 @@ def person_factor_names(schema: Schema, bands: dict[str, Band]) -> list[str]:
     return names
 
 
-def _logistic_nodes(
-    r: _Reader, key: str, known_factors: list[str], *, grows: bool
-) -> tuple[LogisticNode, ...]:
+def _logistic_nodes(r: _Reader, key: str, known_factors: list[str], *, grows: bool) -> tuple[LogisticNode, ...]:
     """Risk factors (each becomes a factor for later ones) or conditions."""
     nodes, seen = [], set()
     condition_causes = {c: cause.name for cause in r.schema.causes for c in cause.conditions}
@@ -749,9 +747,7 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
         specialist_threshold=r.probability(spec, "threshold", "specialists"),
         specialist_by_cause=by_cause,
         red_flags=_red_flags(r, cond_set),
-        routine_threshold=r.probability(
-            triage_default, "routine_if_any_condition_at_least", "triage_default"
-        ),
+        routine_threshold=r.probability(triage_default, "routine_if_any_condition_at_least", "triage_default"),
         tips=_tips(r),
         sha256=hashlib.sha256(data).hexdigest(),
         schema=schema,

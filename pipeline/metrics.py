@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 EPS = 1e-12
@@ -38,7 +39,7 @@ def calibration_slope_intercept(y: np.ndarray, p: np.ndarray) -> tuple[float, fl
     design = np.column_stack([np.ones_like(z), z])
     beta = np.array([0.0, 1.0])
     for _ in range(50):
-        mu = 1.0 / (1.0 + np.exp(-(design @ beta)))
+        mu = expit(design @ beta)
         grad = design.T @ (y - mu)
         hess = design.T @ (design * (mu * (1 - mu))[:, None])
         step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)

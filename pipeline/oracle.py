@@ -147,9 +147,7 @@ def _coupling_factors(model: CompiledModel, typed: pd.DataFrame, states: np.ndar
     return a, b, used
 
 
-def _fold_single_parent_factors(
-    link_all: np.ndarray, a: np.ndarray, b: np.ndarray, used: np.ndarray
-) -> np.ndarray:
+def _fold_single_parent_factors(link_all: np.ndarray, a: np.ndarray, b: np.ndarray, used: np.ndarray) -> np.ndarray:
     """Per-condition weights (n, C) of coupling factors with one parent; clears them from `used`.
 
     A factor a + b (1 - p)^{s_c} of a single condition c is (a + b) times a ratio that applies
@@ -168,9 +166,7 @@ def _fold_single_parent_factors(
     return ratio
 
 
-def _subset_products(
-    v: np.ndarray, a: np.ndarray, b: np.ndarray, dtype
-) -> tuple[np.ndarray, np.ndarray]:
+def _subset_products(v: np.ndarray, a: np.ndarray, b: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
     """For rows with k coupling factors: Q (n, C, 2^k) and coef (n, 2^k) over all subsets T.
 
     The subset axis is last (contiguous), so numpy sums over it pairwise.
@@ -257,9 +253,7 @@ def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
             f"row {typed.index[worst]} has {k_row[worst]} positive findings and labs; "
             f"the exact oracle expands at most {MAX_COUPLING}"
         )
-    return _Evidence(
-        n, pair_row, expit(model.condition_logits(x)), log_weight - max_w[pair_row], w, a, b, used, link
-    )
+    return _Evidence(n, pair_row, expit(model.condition_logits(x)), log_weight - max_w[pair_row], w, a, b, used, link)
 
 
 def _quickscore_posterior(model: CompiledModel, ev: _Evidence, dtype=np.float64):
@@ -290,9 +284,7 @@ def _quickscore_posterior(model: CompiledModel, ev: _Evidence, dtype=np.float64)
         for start in range(0, len(pairs), step):
             p = pairs[start : start + step]
             rows = ev.pair_row[p]
-            r_tot, r_num, r_none, r_abs = _quickscore(
-                pi[p], pi[p] * w[rows], q[local[rows]], coef[local[rows]], causes
-            )
+            r_tot, r_num, r_none, r_abs = _quickscore(pi[p], pi[p] * w[rows], q[local[rows]], coef[local[rows]], causes)
             om = omega[p]
             np.add.at(total, rows, om * r_tot)
             np.add.at(abs_total, rows, om * r_abs)

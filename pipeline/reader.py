@@ -66,9 +66,7 @@ def _first_field(text: str) -> str:
         return ""
 
 
-def iter_raw_chunks(
-    path: Path, header: list[str] | None = None, block_bytes: int = BLOCK_BYTES
-) -> Iterator[RawChunk]:
+def iter_raw_chunks(path: Path, header: list[str] | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[RawChunk]:
     """Yield the file's data rows in order, as string tables, with malformed rows as rejects."""
     path = Path(path)
     header = read_header(path) if header is None else header

@@ -80,9 +80,7 @@ class Schema:
 
     def columns_of(self, *, kind: str | None = None, group: str | None = None) -> tuple[Column, ...]:
         return tuple(
-            c
-            for c in self.columns
-            if (kind is None or c.kind == kind) and (group is None or c.group == group)
+            c for c in self.columns if (kind is None or c.kind == kind) and (group is None or c.group == group)
         )
 
     @property
@@ -154,8 +152,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> Schema:
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: duplicate column names")
     causes = tuple(
-        Cause(name=c["name"], section=str(c["section"]), conditions=tuple(c["conditions"]))
-        for c in raw["causes"]
+        Cause(name=c["name"], section=str(c["section"]), conditions=tuple(c["conditions"])) for c in raw["causes"]
     )
     conditions = [c for cause in causes for c in cause.conditions]
     if len(set(conditions)) != len(conditions):

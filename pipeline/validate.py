@@ -185,11 +185,7 @@ def validate_table(
 
     keep = ~bad_rows
     typed = _typed_frame({k: (v[keep]) for k, v in out.items()}, schema, rows[keep])
-    rejects = (
-        pd.concat(lines, ignore_index=True)
-        if lines
-        else pd.DataFrame(columns=list(schema.rejects_columns))
-    )
+    rejects = pd.concat(lines, ignore_index=True) if lines else pd.DataFrame(columns=list(schema.rejects_columns))
     rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
     return Validated(typed=typed, rejects=rejects[list(schema.rejects_columns)])
 
@@ -205,9 +201,7 @@ def _typed_frame(columns: dict[str, np.ndarray], schema: Schema, rows: np.ndarra
             data[col.name] = pd.Categorical.from_codes(codes, categories=list(col.categories))
         else:
             data[col.name] = v
-    frame = pd.DataFrame(
-        {schema.id_column: columns[schema.id_column], **data}, index=pd.Index(rows, name="row")
-    )
+    frame = pd.DataFrame({schema.id_column: columns[schema.id_column], **data}, index=pd.Index(rows, name="row"))
     return frame.astype(typed_frame_dtypes(schema))
 
 
@@ -224,3 +218,28 @@ def validate_frame(
     result = validate_table(table, rows, schema, first_seen)
     result.warnings = warnings
     return result
+
+
+def _cell_text(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float | np.floating):
+        return np.format_float_positional(value, trim="-")
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def raw_cells(frame: pd.DataFrame) -> pa.Table:
+    """Any DataFrame (e.g. pd.read_csv of an intake file) as string cells the validator reads.
+
+    Floats are written positionally (no exponent), blanks and NaN as empty cells.
+    """
+    columns = {}
+    for name in frame.columns:
+        series = frame[name]
+        if pd.api.types.is_string_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
+            columns[str(name)] = pa.array(series.fillna("").astype(str).to_numpy(), pa.string())
+        else:
+            columns[str(name)] = pa.array([_cell_text(v) for v in series.astype(object)], pa.string())
+    return pa.table(columns)

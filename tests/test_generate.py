@@ -67,9 +67,7 @@ def test_csv_is_the_intake_format_and_passes_the_validator(model, tmp_path):
 def test_parquet_round_trip_equals_the_frame(model, tmp_path):
     path = tmp_path / "d.parquet"
     write_dataset(model, 4000, 8, path, "parquet")
-    pd.testing.assert_frame_equal(
-        read_parquet_dataset(path, model.kb.schema), generate_frame(model, 4000, 8)
-    )
+    pd.testing.assert_frame_equal(read_parquet_dataset(path, model.kb.schema), generate_frame(model, 4000, 8))
 
 
 def test_values_within_schema_bounds(big, model):
@@ -107,13 +105,9 @@ def test_risk_factor_dependencies(big):
     def rate(frame, col):
         return frame[col].mean()
 
-    assert rate(big[big.high_cholesterol == 1], "statin") > 3 * rate(
-        big[big.high_cholesterol == 0], "statin"
-    )
+    assert rate(big[big.high_cholesterol == 1], "statin") > 3 * rate(big[big.high_cholesterol == 0], "statin")
     assert rate(big[big.age >= 65], "diabetes") > rate(big[big.age < 45], "diabetes")
-    assert rate(big[big.hypertension == 1], "diuretic") > 3 * rate(
-        big[big.hypertension == 0], "diuretic"
-    )
+    assert rate(big[big.hypertension == 1], "diuretic") > 3 * rate(big[big.hypertension == 0], "diuretic")
     assert rate(big[big.ra_diagnosis == 1], "corticosteroid_long_term") > 3 * rate(
         big[big.ra_diagnosis == 0], "corticosteroid_long_term"
     )
@@ -143,20 +137,13 @@ def test_labs_shift_with_their_conditions(big):
     assert np.log(iron.clip(lower=1)).mean() < np.log(other.clip(lower=1)).mean() - 1.5
     pad = big[big.label_peripheral_artery_disease == 1].abi.dropna()
     assert pad.mean() < big[big.label_peripheral_artery_disease == 0].abi.dropna().mean() - 0.25
-    assert (
-        big[big.diabetes == 1].hba1c_percent.mean() > big[big.diabetes == 0].hba1c_percent.mean() + 1.5
-    )
+    assert big[big.diabetes == 1].hba1c_percent.mean() > big[big.diabetes == 0].hba1c_percent.mean() + 1.5
 
 
 def test_cardiometabolic_population_shifts_prevalence(model):
     general = generate_frame(model, 40_000, seed=1)
-    older = generate_frame(
-        compile_model(default_knowledge_base(), "older_cardiometabolic"), 40_000, seed=1
-    )
+    older = generate_frame(compile_model(default_knowledge_base(), "older_cardiometabolic"), 40_000, seed=1)
     assert older.age.mean() > general.age.mean() + 10
     for name in ("diabetes", "hypertension"):
         assert older[name].mean() > 1.5 * general[name].mean()
-    assert (
-        older.label_peripheral_artery_disease.mean()
-        > 1.5 * general.label_peripheral_artery_disease.mean()
-    )
+    assert older.label_peripheral_artery_disease.mean() > 1.5 * general.label_peripheral_artery_disease.mean()

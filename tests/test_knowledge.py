@@ -96,11 +96,7 @@ def test_conditions_in_schema_order_with_schema_causes(kb):
     assert kb.condition_names == schema.conditions, (
         f"KB conditions {kb.condition_names}\nschema conditions {schema.conditions}"
     )
-    wrong = {
-        c.name: (c.cause, schema.cause_of(c.name))
-        for c in kb.conditions
-        if c.cause != schema.cause_of(c.name)
-    }
+    wrong = {c.name: (c.cause, schema.cause_of(c.name)) for c in kb.conditions if c.cause != schema.cause_of(c.name)}
     assert not wrong, f"condition: (KB cause, schema cause) {wrong}"
 
 
@@ -111,9 +107,7 @@ def test_every_passage_quote_is_verbatim_in_its_seed_section(kb):
     not_in_seed = [pid for pid, p in kb.passages.items() if collapse(p.quote) not in seed]
     assert not not_in_seed, f"passages whose quote is not in {SEED_PATH.name}: {not_in_seed}"
     misplaced = {
-        pid: p.section
-        for pid, p in kb.passages.items()
-        if collapse(p.quote) not in sections.get(p.section, "")
+        pid: p.section for pid, p in kb.passages.items() if collapse(p.quote) not in sections.get(p.section, "")
     }
     assert not misplaced, f"passages whose quote is not in the section they name: {misplaced}"
     assert all(len(collapse(p.quote)) >= 20 for p in kb.passages.values()), "a quote too short to cite"
@@ -187,9 +181,7 @@ def test_all_probabilities_in_unit_interval(kb):
             probs.update({f"population {pop.name} {fld}={lvl}": p for lvl, p in levels.items()})
             assert sum(levels.values()) == pytest.approx(1.0), f"population {pop.name} {fld}"
     for flag in kb.red_flags:
-        probs.update(
-            {f"red flag {flag.name} #{i}": p for i, p in enumerate(_prob_thresholds(flag.when))}
-        )
+        probs.update({f"red flag {flag.name} #{i}": p for i, p in enumerate(_prob_thresholds(flag.when))})
     probs["specialist threshold"] = kb.specialist_threshold
     probs["routine threshold"] = kb.routine_threshold
     outside = {k: v for k, v in probs.items() if not 0 <= v <= 1}
@@ -201,11 +193,7 @@ def test_hash_is_the_file_hash_and_stable(kb):
     data = KB_PATH.read_bytes()
     assert kb.sha256 == hashlib.sha256(data).hexdigest()
     assert load_knowledge_base().sha256 == kb.sha256
-    assert (
-        parse_knowledge_base(data).sha256
-        == parse_knowledge_base(data.decode("utf-8")).sha256
-        == kb.sha256
-    )
+    assert parse_knowledge_base(data).sha256 == parse_knowledge_base(data.decode("utf-8")).sha256 == kb.sha256
     assert kb.short_hash == kb.sha256[:12]
 
 
@@ -358,8 +346,7 @@ ERRORS = [
     ),
     pytest.param(
         _set(("conditions", C_PAD, "base_rate"), "often"),
-        f"conditions[{C_PAD}] 'peripheral_artery_disease': "
-        "`base_rate` must be a finite number, got 'often'",
+        f"conditions[{C_PAD}] 'peripheral_artery_disease': `base_rate` must be a finite number, got 'often'",
         id="base-rate-not-a-number",
     ),
     pytest.param(
@@ -394,8 +381,7 @@ ERRORS = [
     ),
     pytest.param(
         _append_copy(("findings", F_FATIGUE, "links"), 2),
-        f"findings[{F_FATIGUE}] 'general_fatigue' link[{N_FATIGUE_LINKS}]: "
-        "duplicate link from 'systemic_lupus'",
+        f"findings[{F_FATIGUE}] 'general_fatigue' link[{N_FATIGUE_LINKS}]: duplicate link from 'systemic_lupus'",
         id="duplicate-link",
     ),
     pytest.param(
@@ -421,8 +407,7 @@ ERRORS = [
     ),
     pytest.param(
         _set(("conditions", C_PAD, "cause"), "nutrient"),
-        f"conditions[{C_PAD}] 'peripheral_artery_disease': cause 'nutrient' differs from the schema's "
-        "'circulation'",
+        f"conditions[{C_PAD}] 'peripheral_artery_disease': cause 'nutrient' differs from the schema's 'circulation'",
         id="condition-wrong-cause",
     ),
     pytest.param(
@@ -432,14 +417,12 @@ ERRORS = [
     ),
     pytest.param(
         _set(("red_flags", FLAG_PE, "when", "all", 1, "any", 0, "field"), "chest_pains"),
-        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[1].any[0]: "
-        "unknown field 'chest_pains'",
+        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[1].any[0]: unknown field 'chest_pains'",
         id="red-flag-unknown-nested-field",
     ),
     pytest.param(
         _set(("red_flags", FLAG_PE, "when", "all", 0, "prob"), "pulmonary_embolism"),
-        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[0]: unknown condition "
-        "'pulmonary_embolism'",
+        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[0]: unknown condition 'pulmonary_embolism'",
         id="red-flag-unknown-condition",
     ),
     pytest.param(
@@ -482,8 +465,7 @@ ERRORS = [
     ),
     pytest.param(
         _rename(("conditions", C_DECOND), "effects", "efects"),
-        f"{DECOND}: unknown key(s) ['efects'] (allowed: name, base_rate, effects, source, assumed, "
-        "cause)",
+        f"{DECOND}: unknown key(s) ['efects'] (allowed: name, base_rate, effects, source, assumed, cause)",
         id="unknown-key-in-condition",
     ),
     pytest.param(

@@ -58,9 +58,7 @@ def test_real_kb_equals_brute_force_on_a_few_rows(model, sample):
     or sign-free enumeration); each must agree within its own reported bound."""
     frame, post = sample
     blank_parents = (parent_codes(model, frame) < 0).sum(1)
-    positives = (
-        (frame[[f.field for f in model.findings if f.field in frame]] == 1).sum(axis=1).to_numpy()
-    )
+    positives = (frame[[f.field for f in model.findings if f.field in frame]] == 1).sum(axis=1).to_numpy()
     simple = np.flatnonzero((blank_parents == 0) & (positives <= 3))[:2]
     bounds = post[ERROR_COLUMN].to_numpy()
     loosest = np.flatnonzero(blank_parents <= 1)[np.argmax(bounds[blank_parents <= 1])]

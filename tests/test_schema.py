@@ -186,9 +186,7 @@ def test_document_parse_found_every_section():
     """Guards the parser itself: a renamed heading must not silently drop a group of columns."""
     groups = {c.group for c in DOC.columns}
     assert groups == set(GROUP_OF_HEADING.values()), f"parsed groups {sorted(groups)}"
-    assert len(DOC.columns) == len({c.name for c in DOC.columns}), (
-        "a column appears twice in the document"
-    )
+    assert len(DOC.columns) == len({c.name for c in DOC.columns}), "a column appears twice in the document"
     supplements = [c.name for c in DOC.columns if c.name.endswith("_supplement")]
     assert supplements == [
         "iron_supplement",
@@ -223,11 +221,7 @@ def test_column_matches_document(schema, doc_col):
         "unit": doc_col.unit,
     }
     actual = {key: getattr(col, key) for key in expected}
-    wrong = {
-        k: f"document {expected[k]!r}, schema {actual[k]!r}"
-        for k in expected
-        if expected[k] != actual[k]
-    }
+    wrong = {k: f"document {expected[k]!r}, schema {actual[k]!r}" for k in expected if expected[k] != actual[k]}
     assert not wrong, f"column {doc_col.name!r} differs from docs/intake-form.md: {wrong}"
 
 
@@ -256,9 +250,7 @@ def test_required_columns(schema):
 
 def test_causes_and_conditions(schema):
     heading = next(h for h in DOC.sections if h.startswith("The labels"))
-    n_conditions, n_causes = map(
-        int, re.fullmatch(r"The labels: (\d+) conditions in (\d+) causes", heading).groups()
-    )
+    n_conditions, n_causes = map(int, re.fullmatch(r"The labels: (\d+) conditions in (\d+) causes", heading).groups())
     causes = doc_causes()
     assert len(causes) == n_causes, f"labels table has {len(causes)} causes, heading says {n_causes}"
     conditions = [c for _, _, conds in causes for c in conds]
@@ -266,9 +258,7 @@ def test_causes_and_conditions(schema):
 
     actual = [(c.name, c.section, c.conditions) for c in schema.causes]
     assert actual == causes, diff_message("causes (name, section, conditions)", causes, actual)
-    assert list(schema.conditions) == conditions, diff_message(
-        "conditions", conditions, schema.conditions
-    )
+    assert list(schema.conditions) == conditions, diff_message("conditions", conditions, schema.conditions)
     assert len(schema.conditions) == 21 and len(schema.causes) == 6
 
 
@@ -277,9 +267,7 @@ def test_output_columns(schema):
     conditions = [c for _, _, conds in doc_causes() for c in conds]
     cause_names = [name for name, _, _ in doc_causes()]
     assert re.search(rf"\b{len(conditions)} columns\b", rows["p_<condition>"]), rows["p_<condition>"]
-    assert re.search(rf"\b{len(cause_names)} columns\b", rows["p_cause_<cause>"]), rows[
-        "p_cause_<cause>"
-    ]
+    assert re.search(rf"\b{len(cause_names)} columns\b", rows["p_cause_<cause>"]), rows["p_cause_<cause>"]
     expected = []
     for column in rows:
         if column == "p_<condition>":
@@ -289,9 +277,7 @@ def test_output_columns(schema):
         else:
             expected.append(column)
     assert len(expected) == 1 + 21 + 6 + 5
-    assert list(schema.output_columns) == expected, diff_message(
-        "scores columns", expected, schema.output_columns
-    )
+    assert list(schema.output_columns) == expected, diff_message("scores columns", expected, schema.output_columns)
     probabilities = [c for c in expected if c.startswith("p_")]
     assert list(schema.probability_columns) == probabilities
 
@@ -323,19 +309,13 @@ def test_specialists(schema):
         "physiatrist",
         "dietitian",
     ], f"document specialists are now {expected}"
-    assert list(schema.specialists) == expected, diff_message(
-        "specialists", expected, schema.specialists
-    )
+    assert list(schema.specialists) == expected, diff_message("specialists", expected, schema.specialists)
 
 
 def test_triage_levels(schema):
     expected = CODE.findall(scores_table()["triage"])
-    assert expected == ["emergency", "urgent", "routine", "self_care"], (
-        f"document triage is now {expected}"
-    )
-    assert list(schema.triage_levels) == expected, diff_message(
-        "triage levels", expected, schema.triage_levels
-    )
+    assert expected == ["emergency", "urgent", "routine", "self_care"], f"document triage is now {expected}"
+    assert list(schema.triage_levels) == expected, diff_message("triage levels", expected, schema.triage_levels)
 
 
 def test_yes_no_values(schema):
@@ -349,9 +329,7 @@ def test_yes_no_values(schema):
     assert schema.no_values == frozenset(no), f"schema no {sorted(schema.no_values)}, document {no}"
     assert not schema.yes_values & schema.no_values
     assert "case-insensitive" in table_header(section("Value conventions"))[1]
-    assert all(v == v.lower() for v in schema.yes_values | schema.no_values), (
-        "accepted values not lower-case"
-    )
+    assert all(v == v.lower() for v in schema.yes_values | schema.no_values), "accepted values not lower-case"
 
 
 def test_missing_markers(schema):
@@ -391,9 +369,7 @@ def test_rejects_columns(schema):
     assert match, "the rejects-file sentence of the document changed"
     expected = CODE.findall(match[1])
     assert expected == ["row", "record_id", "field", "value", "reason"], f"document: {expected}"
-    assert list(schema.rejects_columns) == expected, diff_message(
-        "rejects columns", expected, schema.rejects_columns
-    )
+    assert list(schema.rejects_columns) == expected, diff_message("rejects columns", expected, schema.rejects_columns)
 
 
 @pytest.mark.parametrize(

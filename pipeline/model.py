@@ -1,0 +1,123 @@
+"""The cause model: features -> base multi-label classifier -> per-label calibration.
+
+It predicts the 21 conditions and the 6 causes (a cause is present when any of its
+conditions is). Conditions are calibrated one by one; a cause is calibrated by a small logistic
+stack of its own score and the chance that any of its conditions is present, then raised, if
+ever needed, to its likeliest condition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
+
+from pipeline.calibration import LabelCalibrator
+from pipeline.features import feature_transformer
+from pipeline.schema import Schema, default_schema
+
+
+def targets(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """(n, 27) 0/1 targets: the label_<condition> columns, then one column per cause."""
+    conds = frame[list(schema.label_columns)].to_numpy().astype(np.int8)
+    causes = [conds[:, [schema.conditions.index(c) for c in cause.conditions]].max(axis=1) for cause in schema.causes]
+    return np.column_stack([conds, *causes])
+
+
+def _classifier(family: str, params: dict):
+    if family == "logistic":
+        return OneVsRestClassifier(LogisticRegression(**{"max_iter": 500, **params}), n_jobs=2)
+    if family == "hist_gradient_boosting":
+        return OneVsRestClassifier(HistGradientBoostingClassifier(**params))
+    if family == "mlp":
+        return MLPClassifier(**{"early_stopping": True, **params})
+    raise ValueError(f"unknown model family {family!r}")
+
+
+class CauseModel(BaseEstimator):
+    """Calibrated multi-label probabilities for the conditions and causes of the schema.
+
+    `fit(X, Y, X_cal, Y_cal)` fits the base model on (X, Y) and the calibrators on the
+    separate (X_cal, Y_cal); X are typed intake frames, Y the (n, 27) output of `targets`.
+    """
+
+    def __init__(
+        self,
+        family: str = "logistic",
+        params: dict | None = None,
+        calibration: str = "sigmoid",
+        log_columns: tuple[str, ...] = (),
+        splines: bool = False,
+        interactions: tuple[tuple[str, str], ...] = (),
+        random_state: int = 0,
+    ):
+        self.family = family
+        self.params = params
+        self.calibration = calibration
+        self.log_columns = log_columns
+        self.splines = splines
+        self.interactions = interactions
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, Y: np.ndarray, X_cal: pd.DataFrame, Y_cal: np.ndarray) -> CauseModel:
+        schema = default_schema()
+        params = dict(self.params or {})
+        if self.family in ("hist_gradient_boosting", "mlp"):
+            params.setdefault("random_state", self.random_state)
+        self.base_ = Pipeline(
+            [
+                (
+                    "features",
+                    feature_transformer(
+                        schema,
+                        tuple(self.log_columns),
+                        self.splines,
+                        [tuple(p) for p in self.interactions],
+                    ),
+                ),
+                ("classifier", _classifier(self.family, params)),
+            ]
+        )
+        self.base_.fit(X, Y)
+        self.output_columns_ = list(schema.probability_columns)
+        self.cause_members_ = [[schema.conditions.index(c) for c in cause.conditions] for cause in schema.causes]
+        raw_cal = self.base_.predict_proba(X_cal)
+        self.calibrator_ = LabelCalibrator(self.calibration).fit(raw_cal, Y_cal)
+        stacked = self._cause_inputs(self.calibrator_.transform(raw_cal))
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        self.cause_calibrators_ = [
+            LogisticRegression(C=1e4, max_iter=1000).fit(stacked[g], Y_cal[:, n_cond + g])
+            for g in range(len(self.cause_members_))
+        ]
+        return self
+
+    def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
+        """Per cause: logit of its own calibrated score and of 1 - prod(1 - p_condition)."""
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        clipped = np.clip(p, 1e-9, 1 - 1e-9)
+        out = []
+        for g, members in enumerate(self.cause_members_):
+            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), 1e-9, 1 - 1e-9)
+            own = clipped[:, n_cond + g]
+            out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
+        return out
+
+    def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.base_.predict_proba(X), dtype=float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, 27) calibrated probabilities; causes never below their likeliest condition."""
+        p = self.calibrator_.transform(self.predict_uncalibrated(X))
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        for g, (members, inputs) in enumerate(zip(self.cause_members_, self._cause_inputs(p), strict=True)):
+            stacked = self.cause_calibrators_[g].predict_proba(inputs)[:, 1]
+            p[:, n_cond + g] = np.maximum(stacked, p[:, members].max(axis=1))
+        return np.clip(p, 0.0, 1.0)
+
+    def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(self.predict_proba(X), columns=self.output_columns_, index=X.index)
