@@ -73,9 +73,97 @@ def main() -> None:
         extra()
 
 
+CHILD_PROBE = textwrap.dedent(
+    """
+    import json, resource, subprocess, sys, time
+    start = time.perf_counter()
+    subprocess.run(json.loads(sys.argv[1]), check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+    """
+)
+
+
+def measure_command(argv: list[str]) -> dict:
+    """Wall time and the peak RSS of a command (its largest process)."""
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD_PROBE, json.dumps(argv)], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def scoring(n: int, tmp: Path) -> None:
+    """Our scorer against `mlflow models predict` and an I/O floor, on the same CSV and champion."""
+    from pipeline.tracking import CHAMPION_URI
+
+    intake = tmp / "intake.csv"
+    measure(f"""
+import pyarrow.csv as c
+from pipeline.bayesnet import default_model
+from pipeline.generate import write_dataset
+write_dataset(default_model(), {n}, 3, {str(tmp / "labelled.csv")!r}, "csv")
+t = c.read_csv({str(tmp / "labelled.csv")!r})
+c.write_csv(t.drop_columns([x for x in t.column_names if x.startswith("label_")]), {str(intake)!r})
+""")
+    ours = measure_command(
+        [sys.executable, "-m", "pipeline", "score", "--input", str(intake), "--output", str(tmp / "scores.csv")]
+    )
+    floor = measure(f"""
+import numpy as np, pyarrow as pa, pyarrow.csv as c
+t = c.read_csv({str(intake)!r})
+n = t.num_rows
+cols = {{"record_id": t.column("record_id")}}
+cols.update({{f"p{{i}}": pa.array(np.random.default_rng(i).random(n).round(6)) for i in range(27)}})
+cols.update({{k: pa.array(np.full(n, "primary_care;vascular_surgeon")) for k in ("a", "b", "c", "d", "e")}})
+c.write_csv(pa.table(cols), {str(tmp / "floor.csv")!r})
+""")
+    print(
+        f"  score {n:,} rows, ours               : {ours['seconds']:6.1f} s  {n / ours['seconds']:>9,.0f} rows/s  "
+        f"peak {ours['peak_mb']:,.0f} MB"
+    )
+    print(
+        f"  I/O floor (read CSV, write scores shape): {floor['seconds']:6.1f} s  "
+        f"-> ours / floor = {ours['seconds'] / floor['seconds']:.1f}x"
+    )
+    try:
+        theirs = measure_command(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "predict",
+                "-m",
+                CHAMPION_URI,
+                "-i",
+                str(intake),
+                "-t",
+                "csv",
+                "-o",
+                str(tmp / "mlflow.json"),
+                "--env-manager",
+                "local",
+            ]
+        )
+    except subprocess.CalledProcessError as err:
+        print(f"  mlflow models predict failed: {err}")
+        return
+    print(
+        f"  score {n:,} rows, mlflow models predict: {theirs['seconds']:6.1f} s  "
+        f"{n / theirs['seconds']:>9,.0f} rows/s  peak {theirs['peak_mb']:,.0f} MB  -> ours is "
+        f"{theirs['seconds'] / ours['seconds']:.1f}x faster, {theirs['peak_mb'] / ours['peak_mb']:.1f}x less memory"
+    )
+
+
 def _later_stages():
-    """Benchmarks of stages added by later modules (training, scoring)."""
-    return []
+    """Benchmarks that need a champion in the tracking store."""
+
+    def run_scoring():
+        with tempfile.TemporaryDirectory() as tmp:
+            scoring(1_000_000, Path(tmp))
+
+    return [run_scoring]
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def cmd_experiments(args: argparse.Namespace) -> None:
     results = []
     for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
         config = load_experiment(path)
-        if config.name == "smoke":
+        if not config.candidate:
             continue
         print(f"\n== {config.name} ({config.family}, {config.calibration}) ==")
         result = train(config)
@@ -177,6 +177,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from mlflow.exceptions import MlflowException
 
     from pipeline.knowledge import default_knowledge_base
+    from pipeline.persistence import UntrustedModelError
     from pipeline.score import ModelMismatchError, default_rejects_path, load_scoring_model, score_file
     from pipeline.tracking import CHAMPION_URI, configure
 
@@ -189,7 +190,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         loaded = load_scoring_model(uri, kb)
     except MlflowException as err:
         raise UserError(f"cannot load model {uri}: {str(err).splitlines()[0]} (train one with `make train`)") from None
-    except (ModelMismatchError, OSError) as err:
+    except (ModelMismatchError, UntrustedModelError, OSError) as err:
         raise UserError(str(err)) from None
     summary = score_file(args.input, args.output, loaded, kb, args.rejects)
     for w in summary.warnings:
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=_positive_int, default=100_000, help="rows per test set")
     ev.set_defaults(func=cmd_evaluate)
 
-    exps = sub.add_parser("experiments", help="train every experiment in experiments/ (except smoke)")
+    exps = sub.add_parser("experiments", help="train every candidate experiment in experiments/")
     exps.set_defaults(func=cmd_experiments)
 
     sc = sub.add_parser("score", help="score an intake CSV: a scores file and a rejects file")

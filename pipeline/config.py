@@ -34,10 +34,11 @@ class ExperimentConfig:
     params: dict = field(default_factory=dict)
     calibration: str = "sigmoid"
     data: DataConfig = field(default_factory=DataConfig)
+    candidate: bool = True  # false: a utility config (tests, demo) that `make experiments` skips
 
     def flat_params(self) -> dict[str, str]:
         """Every setting as one MLflow param each."""
-        flat = {"name": self.name, "family": self.family, "calibration": self.calibration}
+        flat = {"name": self.name, "family": self.family, "calibration": self.calibration, "candidate": self.candidate}
         flat.update({f"data.{k}": v for k, v in asdict(self.data).items()})
         flat.update({f"model.{k}": json.dumps(v) for k, v in sorted(self.params.items())})
         return {k: str(v) for k, v in flat.items()}
@@ -60,7 +61,7 @@ def load_experiment(path: Path | str) -> ExperimentConfig:
         known = ", ".join(sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml")))
         raise ConfigError(f"{path}: no such experiment (known: {known})")
     raw = yaml.safe_load(path.read_text()) or {}
-    allowed = {"name", "description", "family", "params", "calibration", "data"}
+    allowed = {"name", "description", "family", "params", "calibration", "data", "candidate"}
     if unknown := set(raw) - allowed:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
     if raw.get("family") not in FAMILIES:
@@ -82,4 +83,5 @@ def load_experiment(path: Path | str) -> ExperimentConfig:
         params=dict(raw.get("params") or {}),
         calibration=raw.get("calibration", "sigmoid"),
         data=data,
+        candidate=bool(raw.get("candidate", True)),
     )

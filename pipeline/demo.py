@@ -1,4 +1,9 @@
-"""`make demo`: the main job end to end on the embedded defaults."""
+"""`make demo`: the main job end to end on the embedded defaults.
+
+Generate a synthetic data set and check it against the schema, train the quick experiment
+and register it in the local MLflow store, then score data/examples/intake_sample.csv (with
+its deliberately bad rows) with the champion and show what came out.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,15 @@ import pandas as pd
 
 from pipeline.bayesnet import default_model
 from pipeline.cli import DISCLAIMER
+from pipeline.config import load_experiment
+from pipeline.examples import SAMPLE_PATH
 from pipeline.generate import write_dataset
+from pipeline.knowledge import default_knowledge_base
 from pipeline.reader import iter_raw_chunks, read_header
 from pipeline.schema import REPO_ROOT
+from pipeline.score import default_rejects_path, load_scoring_model, score_file
+from pipeline.tracking import CHAMPION_URI, configure
+from pipeline.train import print_result, train
 from pipeline.validate import header_warnings, validate_table
 
 DEMO_DIR = REPO_ROOT / "data" / "generated" / "demo"
@@ -37,12 +48,31 @@ def generate_and_validate(n: int = 50_000, seed: int = 42) -> Path:
         labels.append(chunk.table.select(list(schema.label_columns)).to_pandas().astype(int))
     print(f"validated against the intake schema: {rejects} rejected cells")
     prevalence = pd.concat(labels).mean().rename(lambda c: c.removeprefix("label_"))
-    print("prevalence per condition:")
-    for name, value in prevalence.items():
-        print(f"  {name:32s} {value:7.2%}")
+    print("prevalence per condition: " + ", ".join(f"{k} {v:.1%}" for k, v in prevalence.items()))
     return path
 
 
 def main() -> None:
     print(f"Leg-fatigue risk scoring demo. {DISCLAIMER}\n")
+    print("== 1. synthetic data")
     generate_and_validate()
+    print("\n== 2. train the quick experiment, log it to MLflow and register it")
+    config = load_experiment("quick")
+    print_result(config, train(config))
+    print("\n== 3. score the example intake export with the champion")
+    kb = default_knowledge_base()
+    configure()
+    output = DEMO_DIR / "intake_sample_scores.csv"
+    loaded = load_scoring_model(CHAMPION_URI, kb)
+    summary = score_file(SAMPLE_PATH, output, loaded, kb, progress=False)
+    for warning in summary.warnings:
+        print(f"warning: {warning}")
+    print(f"{SAMPLE_PATH.relative_to(REPO_ROOT)}: {summary.line()}")
+    scores = pd.read_csv(output, dtype=str, keep_default_na=False)
+    rejects = pd.read_csv(default_rejects_path(output), dtype=str, keep_default_na=False)
+    with pd.option_context("display.width", 160, "display.max_colwidth", 60):
+        print(f"\nfirst scored rows ({output}):")
+        print(scores[["record_id", "top_conditions", "triage", "red_flags", "specialists"]].head(8).to_string())
+        print(f"\nrejects ({default_rejects_path(output)}):")
+        print(rejects[["row", "record_id", "field", "reason"]].to_string())
+    print(f"\nnext: make test | make experiments | make evaluate | make ui\n{DISCLAIMER}")

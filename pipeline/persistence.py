@@ -12,6 +12,7 @@ TRUSTED_TYPES = [
     "numpy.dtype",
     "pipeline.calibration.LabelCalibrator",
     "pipeline.features.categories_with_blank",
+    "pipeline.features.interaction_products",
     "pipeline.features.log_scale",
     "pipeline.model.CauseModel",
     "scipy._lib.array_api_compat.numpy._aliases.asarray",  # numpy.asarray, inside SplineTransformer
@@ -19,6 +20,10 @@ TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
 ]
+
+
+class UntrustedModelError(ValueError):
+    """A model file holds types outside the reviewed list."""
 
 
 def save_model(model, path: Path) -> Path:
@@ -37,5 +42,5 @@ def load_model(path: Path):
     """Load a model file, refusing any type outside the reviewed list."""
     unknown = untrusted_types(path)
     if unknown:
-        raise ValueError(f"{path}: model file contains unreviewed types {unknown}; refusing to load")
+        raise UntrustedModelError(f"{path}: model file contains unreviewed types {unknown}; refusing to load")
     return sio.load(path, trusted=TRUSTED_TYPES)

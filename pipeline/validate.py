@@ -233,12 +233,22 @@ def _cell_text(value) -> str:
 def raw_cells(frame: pd.DataFrame) -> pa.Table:
     """Any DataFrame (e.g. pd.read_csv of an intake file) as string cells the validator reads.
 
-    Floats are written positionally (no exponent), blanks and NaN as empty cells.
+    Numbers are written as plain decimals (no exponent), blanks and NaN as empty cells.
     """
     columns = {}
     for name in frame.columns:
         series = frame[name]
-        if pd.api.types.is_string_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
+        if pd.api.types.is_float_dtype(series) or pd.api.types.is_integer_dtype(series):
+            values = series.to_numpy(dtype=float)
+            text = pc.cast(pa.array(values, mask=np.isnan(values)), pa.string())
+            text = pc.replace_substring_regex(text, r"\.0$", "")
+            exponent = np.asarray(pc.fill_null(pc.match_substring(text, "e"), False), dtype=bool)
+            if exponent.any():  # rare: tiny or huge numbers, written positionally
+                fixed = np.asarray(text.to_pylist(), dtype=object)
+                fixed[exponent] = [_cell_text(v) for v in values[exponent]]
+                text = pa.array(fixed, pa.string())
+            columns[str(name)] = pc.fill_null(text, "")
+        elif pd.api.types.is_string_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
             columns[str(name)] = pa.array(series.fillna("").astype(str).to_numpy(), pa.string())
         else:
             columns[str(name)] = pa.array([_cell_text(v) for v in series.astype(object)], pa.string())

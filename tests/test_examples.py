@@ -1,0 +1,7 @@
+"""The committed example export is exactly what pipeline.examples writes (never hand-edited)."""
+
+from pipeline.examples import SAMPLE_PATH, sample_text
+
+
+def test_sample_file_is_generated_not_edited():
+    assert SAMPLE_PATH.read_text(encoding="utf-8") == sample_text()
