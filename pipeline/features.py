@@ -93,8 +93,12 @@ def feature_transformer(
 
 def interaction_products(frame: pd.DataFrame, pairs: list[tuple[str, str]]) -> np.ndarray:
     """Products of yes/no pairs (a blank counts as no); one column per pair."""
-    values = {name: frame[name].to_numpy(dtype=float) for pair in pairs for name in pair}
-    return np.column_stack([np.nan_to_num(values[a]) * np.nan_to_num(values[b]) for a, b in pairs])
+    names = list(dict.fromkeys(name for pair in pairs for name in pair))
+    values = np.nan_to_num(frame[names].to_numpy(dtype=float))
+    index = {name: i for i, name in enumerate(names)}
+    left = [index[a] for a, _ in pairs]
+    right = [index[b] for _, b in pairs]
+    return values[:, left] * values[:, right]
 
 
 def knowledge_interactions(kb, strong_log_odds: float = 1.5, min_link: float = 0.3) -> list[tuple[str, str]]:

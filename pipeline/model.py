@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
@@ -108,6 +109,15 @@ class CauseModel(BaseEstimator):
         return out
 
     def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
+        classifier = self.base_.named_steps["classifier"]
+        if isinstance(classifier, OneVsRestClassifier) and all(
+            isinstance(e, LogisticRegression) for e in classifier.estimators_
+        ):
+            # One matrix product for all outputs instead of one pass over the features per output.
+            weights = np.column_stack([e.coef_[0] for e in classifier.estimators_])
+            bias = np.array([e.intercept_[0] for e in classifier.estimators_])
+            features = self.base_.named_steps["features"].transform(X)
+            return expit(np.asarray(features, dtype=float) @ weights + bias)
         return np.asarray(self.base_.predict_proba(X), dtype=float)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

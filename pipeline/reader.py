@@ -59,11 +59,13 @@ def read_header(path: Path) -> list[str]:
     return header
 
 
-def _first_field(text: str) -> str:
+def _field(text: str, index: int) -> str:
+    """Field `index` of one raw CSV row, or "" when the row is too short or unparseable."""
     try:
-        return next(csv.reader(io.StringIO(text)), [""])[0] if text else ""
+        fields = next(csv.reader(io.StringIO(text)), []) if text else []
     except csv.Error:
         return ""
+    return fields[index] if 0 <= index < len(fields) else ""
 
 
 def iter_raw_chunks(path: Path, header: list[str] | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[RawChunk]:
@@ -71,6 +73,8 @@ def iter_raw_chunks(path: Path, header: list[str] | None = None, block_bytes: in
     path = Path(path)
     header = read_header(path) if header is None else header
     n_fields = len(header)
+    names = [h.strip() for h in header]
+    id_index = names.index("record_id") if "record_id" in names else 0
     malformed: list[dict] = []
 
     def on_invalid(row) -> str:
@@ -79,7 +83,7 @@ def iter_raw_chunks(path: Path, header: list[str] | None = None, block_bytes: in
         malformed.append(
             {
                 "row": row.number - 1,
-                "record_id": _first_field(row.text),
+                "record_id": _field(row.text, id_index),
                 "field": "",
                 "value": row.text[:200],
                 "reason": f"row has {row.actual_columns} fields, the header has {n_fields}",

@@ -62,10 +62,15 @@ def load_scoring_model(uri: str, kb: KnowledgeBase) -> LoadedModel:
     version = ""
     if uri.startswith("models:/"):
         name, _, rest = uri.removeprefix("models:/").partition("@")
+        client = MlflowClient()
         if rest:
-            version = str(MlflowClient().get_model_version_by_alias(name, rest).version)
+            version = str(client.get_model_version_by_alias(name, rest).version)
         else:
-            version = uri.removeprefix("models:/").partition("/")[2]
+            name, _, ref = name.partition("/")
+            if ref.isdigit():
+                version = ref
+            else:  # "latest" (or a legacy stage): the newest registered version
+                version = str(max(int(v.version) for v in client.search_model_versions(f"name='{name}'")))
     return LoadedModel(pyfunc.unwrap_python_model().model, version or Path(uri).name, uri)
 
 
