@@ -93,19 +93,47 @@ def measure_command(argv: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def scoring(n: int, tmp: Path) -> None:
-    """Our scorer against `mlflow models predict` and an I/O floor, on the same CSV and champion."""
-    from pipeline.tracking import CHAMPION_URI
-
-    intake = tmp / "intake.csv"
+def intake_csv(n: int, path: Path) -> Path:
+    """A synthetic intake CSV (labels dropped), as a clinic would export it."""
     measure(f"""
 import pyarrow.csv as c
 from pipeline.bayesnet import default_model
 from pipeline.generate import write_dataset
-write_dataset(default_model(), {n}, 3, {str(tmp / "labelled.csv")!r}, "csv")
-t = c.read_csv({str(tmp / "labelled.csv")!r})
-c.write_csv(t.drop_columns([x for x in t.column_names if x.startswith("label_")]), {str(intake)!r})
+write_dataset(default_model(), {n}, 3, {str(path) + ".labelled"!r}, "csv")
+t = c.read_csv({str(path) + ".labelled"!r})
+c.write_csv(t.drop_columns([x for x in t.column_names if x.startswith("label_")]), {str(path)!r})
 """)
+    return path
+
+
+def score_memory_flatness(tmp: Path) -> None:
+    """Peak memory of the scorer at 100k and at 1M rows (streaming keeps it flat)."""
+    peaks = {}
+    for n in (100_000, 1_000_000):
+        intake = intake_csv(n, tmp / f"flat_{n}.csv")
+        peaks[n] = measure_command(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "score",
+                "--input",
+                str(intake),
+                "--output",
+                str(tmp / f"flat_{n}_scores.csv"),
+            ]
+        )["peak_mb"]
+    print(
+        f"  score peak memory: {peaks[100_000]:,.0f} MB at 100k rows, {peaks[1_000_000]:,.0f} MB at 1M rows "
+        f"(ratio {peaks[1_000_000] / peaks[100_000]:.2f})"
+    )
+
+
+def scoring(n: int, tmp: Path) -> None:
+    """Our scorer against `mlflow models predict` and an I/O floor, on the same CSV and champion."""
+    from pipeline.tracking import CHAMPION_URI
+
+    intake = intake_csv(n, tmp / "intake.csv")
     ours = measure_command(
         [sys.executable, "-m", "pipeline", "score", "--input", str(intake), "--output", str(tmp / "scores.csv")]
     )
@@ -162,6 +190,8 @@ def _later_stages():
     def run_scoring():
         with tempfile.TemporaryDirectory() as tmp:
             scoring(1_000_000, Path(tmp))
+        with tempfile.TemporaryDirectory() as tmp:
+            score_memory_flatness(Path(tmp))
 
     return [run_scoring]
 

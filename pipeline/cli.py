@@ -57,7 +57,7 @@ def read_typed_input(path: Path, population_hint: bool = False):
     from pipeline.dataset import read_parquet_dataset
     from pipeline.reader import iter_raw_chunks, read_header
     from pipeline.schema import default_schema
-    from pipeline.validate import header_warnings, validate_table
+    from pipeline.validate import SeenIds, header_warnings, validate_table
 
     schema = default_schema()
     if str(path).endswith(".parquet"):
@@ -66,7 +66,7 @@ def read_typed_input(path: Path, population_hint: bool = False):
         return read_parquet_dataset(path, schema), pd.DataFrame(columns=list(schema.rejects_columns)), []
     header = read_header(path)
     warnings = header_warnings(header, schema)
-    first_seen: dict[str, int] = {}
+    first_seen = SeenIds()
     typed, rejects = [], []
     for chunk in iter_raw_chunks(path, header):
         result = validate_table(chunk.table, chunk.rows, schema, first_seen)

@@ -23,7 +23,7 @@ from pipeline.schema import REPO_ROOT
 from pipeline.score import default_rejects_path, load_scoring_model, score_file
 from pipeline.tracking import CHAMPION_URI, configure
 from pipeline.train import print_result, train
-from pipeline.validate import header_warnings, validate_table
+from pipeline.validate import SeenIds, header_warnings, validate_table
 
 DEMO_DIR = REPO_ROOT / "data" / "generated" / "demo"
 
@@ -40,7 +40,7 @@ def generate_and_validate(n: int = 50_000, seed: int = 42) -> Path:
 
     header = read_header(path)
     header_warnings([h for h in header if not h.startswith("label_")], schema)
-    first_seen: dict[str, int] = {}
+    first_seen = SeenIds()
     rejects, labels = 0, []
     for chunk in iter_raw_chunks(path, header):
         result = validate_table(chunk.table, chunk.rows, schema, first_seen)

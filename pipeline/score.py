@@ -23,7 +23,7 @@ from pipeline.knowledge import KnowledgeBase
 from pipeline.outputs import atomic_paths, neutralize_formulas
 from pipeline.reader import iter_raw_chunks, read_header
 from pipeline.triage import triage_columns
-from pipeline.validate import header_warnings, validate_table
+from pipeline.validate import SeenIds, header_warnings, validate_table
 
 PROBABILITY_DECIMALS = 6
 
@@ -152,7 +152,7 @@ def score_file(
     header = read_header(input_path)
     warnings = header_warnings(header, schema)
     progress = sys.stderr.isatty() if progress is None else progress
-    first_seen: dict[str, int] = {}
+    first_seen = SeenIds()
     read = scored = rejected = 0
     quote = pacsv.WriteOptions(quoting_style="needed")
     bar = None

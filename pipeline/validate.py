@@ -32,6 +32,33 @@ class Validated:
     warnings: list[str] = field(default_factory=list)
 
 
+class SeenIds:
+    """Record ids used so far in a file, with the row of each first use: exact, and compact
+    (Arrow strings and an int64 array rather than a dict of Python strings)."""
+
+    def __init__(self):
+        self.ids = pa.array([], pa.string())
+        self.rows = np.empty(0, dtype=np.int64)
+
+    def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Row of the first use of each id (its own row when new); records the new ones."""
+        first = rows.copy()
+        keep = np.flatnonzero(valid)
+        if not len(keep):
+            return first
+        chunk_ids = pa.array(ids[keep], pa.string())
+        earlier = pc.index_in(chunk_ids, value_set=self.ids).to_numpy(zero_copy_only=False)
+        known = ~np.isnan(earlier.astype(float))
+        within = pd.Series(rows[keep]).groupby(ids[keep], sort=False).transform("first").to_numpy()
+        index = np.nan_to_num(earlier.astype(float)).astype(np.int64)
+        prior = self.rows[index] if len(self.rows) else np.zeros(len(index), dtype=np.int64)
+        first[keep] = np.where(known, prior, within)
+        new = ~known & (within == rows[keep])
+        self.ids = pa.concat_arrays([self.ids, chunk_ids.filter(pa.array(new))])
+        self.rows = np.concatenate([self.rows, rows[keep][new]])
+        return first
+
+
 def header_warnings(header: list[str], schema: Schema) -> list[str]:
     """Check a file's header: a missing required column is fatal; others are warnings."""
     names = [h.strip() for h in header]
@@ -113,15 +140,13 @@ def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, 
     return values, bad, reason
 
 
-def validate_table(
-    table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: dict[str, int] | None = None
-) -> Validated:
+def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: SeenIds | None = None) -> Validated:
     """Validate string cells (one column per header name) of data rows numbered `rows`.
 
-    `first_seen` maps record ids to the row that first used them; pass the same dict
+    `first_seen` remembers the record ids used so far and where; pass the same SeenIds
     for every chunk of one file so a repeated id rejects the later rows across chunks.
     """
-    first_seen = {} if first_seen is None else first_seen
+    first_seen = SeenIds() if first_seen is None else first_seen
     n = table.num_rows
     rows = np.asarray(rows, dtype=np.int64)
     markers = pa.array(sorted(schema.missing_markers))
@@ -159,15 +184,9 @@ def validate_table(
         raw_id_np,
         f"record_id is longer than {schema.id_max_length} characters",
     )
-    repeated = np.zeros(n, dtype=bool)
-    repeat_reason = np.full(n, "", dtype=object)
-    for i in np.flatnonzero(~id_blank):
-        key = id_text[i]
-        if key in first_seen:
-            repeated[i] = True
-            repeat_reason[i] = f"repeated record_id (first used at row {first_seen[key]})"
-        else:
-            first_seen[key] = int(rows[i])
+    first_row = first_seen.first_use(id_text, rows, ~id_blank)
+    repeated = ~id_blank & (first_row != rows)
+    repeat_reason = np.array([f"repeated record_id (first used at row {r})" for r in first_row], dtype=object)
     add(repeated, schema.id_column, raw_id_np, repeat_reason)
     bad_rows |= id_blank | too_long | repeated
 
@@ -209,7 +228,7 @@ def validate_frame(
     raw: pd.DataFrame,
     schema: Schema,
     rows: np.ndarray | None = None,
-    first_seen: dict[str, int] | None = None,
+    first_seen: SeenIds | None = None,
 ) -> Validated:
     """Validate a DataFrame of raw string cells (e.g. read with dtype=str, keep_default_na=False)."""
     warnings = header_warnings(list(raw.columns), schema)
