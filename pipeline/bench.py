@@ -188,6 +188,17 @@ def _later_stages():
     """Benchmarks that need a champion in the tracking store."""
 
     def run_scoring():
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from pipeline.tracking import CHAMPION, REGISTERED_MODEL, configure
+
+        configure()
+        try:
+            MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        except MlflowException:
+            print("  scoring benchmarks skipped: no champion yet (run `make train` first)")
+            return
         with tempfile.TemporaryDirectory() as tmp:
             scoring(1_000_000, Path(tmp))
         with tempfile.TemporaryDirectory() as tmp:

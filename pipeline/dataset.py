@@ -82,10 +82,14 @@ def csv_table_from_columns(cols: dict, schema: Schema, with_labels: bool = False
             else:
                 arrays.append(pa.array(v, mask=blank))
         names.append(col.name)
+    return _table(arrays, names, cols, schema, with_labels)
+
+
+def _table(arrays: list, names: list[str], cols: dict, schema: Schema, with_labels: bool) -> pa.Table:
+    """The intake columns, then the label_<condition> columns when asked for."""
     if with_labels:
-        for label in schema.label_columns:
-            arrays.append(pa.array(cols[label]))
-            names.append(label)
+        arrays = [*arrays, *(pa.array(cols[label]) for label in schema.label_columns)]
+        names = [*names, *schema.label_columns]
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -101,11 +105,7 @@ def parquet_table_from_columns(cols: dict, schema: Schema, with_labels: bool = F
         else:
             arrays.append(pa.array(v, mask=np.isnan(v)))
         names.append(col.name)
-    if with_labels:
-        for label in schema.label_columns:
-            arrays.append(pa.array(cols[label]))
-            names.append(label)
-    return pa.Table.from_arrays(arrays, names=names)
+    return _table(arrays, names, cols, schema, with_labels)
 
 
 def to_csv_table(frame: pd.DataFrame, schema: Schema, with_labels: bool = False) -> pa.Table:
