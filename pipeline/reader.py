@@ -68,6 +68,56 @@ def _field(text: str, index: int) -> str:
     return fields[index] if 0 <= index < len(fields) else ""
 
 
+def _last_record_end(buf: bytes) -> int:
+    """Offset just after the last newline outside quotes (even quote count before it), or -1.
+
+    `buf` always starts at a record boundary, so quote parity starts even.
+    """
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    if not len(newlines):
+        return -1
+    quotes_before = np.cumsum(arr == 34)[newlines]
+    outside = newlines[quotes_before % 2 == 0]
+    return int(outside[-1]) + 1 if len(outside) else -1
+
+
+def _record_pieces(path: Path, block_bytes: int) -> Iterator[bytes]:
+    """The file as byte pieces of whole records, about block_bytes each (the header first).
+
+    Pieces are cut here, not by pyarrow's streaming reader, whose read-ahead thread buffers
+    the whole file when the consumer (scoring) is slower than reading.
+    """
+    pending, header_done = b"", False
+    with Path(path).open("rb") as fh:
+        while True:
+            block = fh.read(block_bytes)
+            pending += block
+            if not header_done:
+                cut = _first_record_end(pending)
+                if cut < 0 and block:
+                    continue
+                cut = len(pending) if cut < 0 else cut
+                yield pending[:cut]
+                pending, header_done = pending[cut:], True
+            end = _last_record_end(pending) if block else len(pending)
+            if end > 0:
+                yield pending[:end]
+                pending = pending[end:]
+            if not block:
+                return
+
+
+def _first_record_end(buf: bytes) -> int:
+    """Offset just after the first newline outside quotes, or -1."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    if not len(newlines):
+        return -1
+    outside = newlines[np.cumsum(arr == 34)[newlines] % 2 == 0]
+    return int(outside[0]) + 1 if len(outside) else -1
+
+
 def iter_raw_chunks(path: Path, header: list[str] | None = None, block_bytes: int = BLOCK_BYTES) -> Iterator[RawChunk]:
     """Yield the file's data rows in order, as string tables, with malformed rows as rejects."""
     path = Path(path)
@@ -75,51 +125,50 @@ def iter_raw_chunks(path: Path, header: list[str] | None = None, block_bytes: in
     n_fields = len(header)
     names = [h.strip() for h in header]
     id_index = names.index("record_id") if "record_id" in names else 0
-    malformed: list[dict] = []
-
-    def on_invalid(row) -> str:
-        if row.number is None or row.number < 0:
-            raise IntakeFormatError(f"{path}: cannot locate a malformed row")
-        malformed.append(
-            {
-                "row": row.number - 1,
-                "record_id": _field(row.text, id_index),
-                "field": "",
-                "value": row.text[:200],
-                "reason": f"row has {row.actual_columns} fields, the header has {n_fields}",
-            }
-        )
-        return "skip"
-
+    options = {
+        "convert_options": pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            null_values=[],
+            check_utf8=True,
+        ),
+    }
     try:
-        reader = pacsv.open_csv(
-            path,
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=block_bytes),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in header},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                null_values=[],
-                check_utf8=True,
-            ),
-        )
-        position, emitted = 0, 0
-        for batch in reader:
+        pieces = _record_pieces(path, block_bytes)
+        header_bytes = next(pieces, b"")
+        offset = 0  # records before this piece
+        for piece in pieces:
+            malformed: list[dict] = []
+
+            def on_invalid(row, malformed=malformed, offset=offset) -> str:
+                if row.number is None or row.number < 0:
+                    raise IntakeFormatError(f"{path}: cannot locate a malformed row")
+                malformed.append(
+                    {
+                        "row": offset + row.number - 1,
+                        "record_id": _field(row.text, id_index),
+                        "field": "",
+                        "value": row.text[:200],
+                        "reason": f"row has {row.actual_columns} fields, the header has {n_fields}",
+                    }
+                )
+                return "skip"
+
+            data = header_bytes + piece
+            table = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=len(data) + 1),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+                **options,
+            )
+            n_records = table.num_rows + len(malformed)
             bad = {m["row"] for m in malformed}
-            rows = np.empty(batch.num_rows, dtype=np.int64)
-            for i in range(batch.num_rows):
-                position += 1
-                while position in bad:
-                    position += 1
-                rows[i] = position
-            covered = [m for m in malformed[emitted:] if m["row"] <= position]
-            emitted += len(covered)
-            yield RawChunk(pa.Table.from_batches([batch]), rows, _reject_frame(covered))
-        rest = malformed[emitted:]
-        if rest:
-            empty = pa.table({name: pa.array([], pa.string()) for name in header})
-            yield RawChunk(empty, np.empty(0, dtype=np.int64), _reject_frame(rest))
+            positions = np.setdiff1d(
+                np.arange(offset + 1, offset + n_records + 1), np.array(sorted(bad), dtype=np.int64)
+            )
+            offset += n_records
+            yield RawChunk(table, positions, _reject_frame(malformed))
     except pa.ArrowInvalid as err:
         message = str(err).splitlines()[0]
         if "UTF8" in message or "utf8" in message.lower():
