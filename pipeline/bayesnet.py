@@ -133,10 +133,6 @@ class CompiledModel:
         return x @ self.condition_weights + self.condition_bias
 
 
-def numeric_person_distribution(pop: Population, name: str) -> NumericDistribution:
-    return pop.numeric[name]
-
-
 def band_log_prior(dist: NumericDistribution, cuts: tuple[float, ...]) -> np.ndarray:
     """log P(band) of a truncated, rounded normal: a value rounds into the band of its cut."""
     edges = np.array([dist.min - dist.step, *cuts, dist.max + dist.step]) - dist.step / 2

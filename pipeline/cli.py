@@ -52,7 +52,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     )
 
 
-def read_typed_input(path: Path, population_hint: bool = False):
+def read_typed_input(path: Path):
     """A Parquet data set or an intake CSV as (typed frame, rejects, warnings)."""
     from pipeline.dataset import read_parquet_dataset
     from pipeline.reader import iter_raw_chunks, read_header

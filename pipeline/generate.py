@@ -77,7 +77,6 @@ def sample_columns(
     codes = np.zeros((n, len(model.parent_vars)), dtype=np.int64)
     x = np.zeros((n, len(model.feature_names)), order="F")  # column-major: fast column writes
     x[:, 0] = (age - 50.0) / 10.0
-    risk_logits_bias = model.risk_bias
     for v, var in enumerate(model.parent_vars):
         if var.kind == "band":
             band = kb.bands[var.name]
@@ -89,7 +88,7 @@ def sample_columns(
         else:
             weights = model.risk_weights[:, var.risk_index]
             used = np.flatnonzero(weights)
-            logit = x[:, used] @ weights[used] + risk_logits_bias[var.risk_index]
+            logit = x[:, used] @ weights[used] + model.risk_bias[var.risk_index]
             codes[:, v] = rng.random(n) < expit(logit)
         model.set_features(x, v, codes[:, v])
         if var.kind != "band":
