@@ -32,8 +32,8 @@ def measure(code: str) -> dict:
 
 def generator(n: int, tmp: Path, fmt: str) -> dict:
     code = f"""
-from pipeline.bayesnet import default_model
-from pipeline.generate import write_dataset
+from pipeline.world.network import default_model
+from pipeline.world.generate import write_dataset
 write_dataset(default_model(), {n}, 1, {str(tmp / f"bench.{fmt}")!r}, {fmt!r})
 """
     result = measure(code)
@@ -43,9 +43,9 @@ write_dataset(default_model(), {n}, 1, {str(tmp / f"bench.{fmt}")!r}, {fmt!r})
 def oracle(n: int) -> dict:
     code = f"""
 import time
-from pipeline.bayesnet import default_model
-from pipeline.generate import generate_frame
-from pipeline.oracle import posterior_probabilities
+from pipeline.world.network import default_model
+from pipeline.world.generate import generate_frame
+from pipeline.world.oracle import posterior_probabilities
 model = default_model(); frame = generate_frame(model, {n}, 2)
 t = time.perf_counter(); post = posterior_probabilities(model, frame); s = time.perf_counter() - t
 extra = {{"oracle_seconds": s, "max_bound": float(post["oracle_error_bound"].max())}}
@@ -97,8 +97,8 @@ def intake_csv(n: int, path: Path) -> Path:
     """A synthetic intake CSV (labels dropped), as a clinic would export it."""
     measure(f"""
 import pyarrow.csv as c
-from pipeline.bayesnet import default_model
-from pipeline.generate import write_dataset
+from pipeline.world.network import default_model
+from pipeline.world.generate import write_dataset
 write_dataset(default_model(), {n}, 3, {str(path) + ".labelled"!r}, "csv")
 t = c.read_csv({str(path) + ".labelled"!r})
 c.write_csv(t.drop_columns([x for x in t.column_names if x.startswith("label_")]), {str(path)!r})
@@ -131,8 +131,10 @@ def score_memory_flatness(tmp: Path) -> None:
 
 def scoring(n: int, tmp: Path) -> None:
     """Our scorer against `mlflow models predict` and an I/O floor, on the same CSV and champion."""
-    from pipeline.tracking import CHAMPION_URI
+    from pipeline.contract.schema import default_schema
+    from pipeline.tracking.registry import CHAMPION_URI
 
+    schema = default_schema()
     intake = intake_csv(n, tmp / "intake.csv")
     ours = measure_command(
         [sys.executable, "-m", "pipeline", "score", "--input", str(intake), "--output", str(tmp / "scores.csv")]
@@ -142,7 +144,8 @@ import numpy as np, pyarrow as pa, pyarrow.csv as c
 t = c.read_csv({str(intake)!r})
 n = t.num_rows
 cols = {{"record_id": t.column("record_id")}}
-cols.update({{f"p{{i}}": pa.array(np.random.default_rng(i).random(n).round(6)) for i in range(27)}})
+k = {len(schema.probability_columns)}
+cols.update({{f"p{{i}}": pa.array(np.random.default_rng(i).random(n).round(6)) for i in range(k)}})
 cols.update({{k: pa.array(np.full(n, "primary_care;vascular_surgeon")) for k in ("a", "b", "c", "d", "e")}})
 c.write_csv(pa.table(cols), {str(tmp / "floor.csv")!r})
 """)
@@ -188,15 +191,11 @@ def _later_stages():
     """Benchmarks that need a champion in the tracking store."""
 
     def run_scoring():
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
-
-        from pipeline.tracking import CHAMPION, REGISTERED_MODEL, configure
+        from pipeline.tracking.registry import champion_version
+        from pipeline.tracking.store import configure
 
         configure()
-        try:
-            MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
-        except MlflowException:
+        if champion_version() is None:
             print("  scoring benchmarks skipped: no champion yet (run `make train` first)")
             return
         with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,8 @@
-"""Command line: `python -m pipeline {generate,oracle,...}`.
+"""Command line: `python -m pipeline {generate,oracle,train,evaluate,experiments,score,demo}`.
 
-Errors a user can fix (a bad file, an unknown population) print one line on stderr and
-exit with status 2; nothing is left half-written.
+Argument parsing and dispatch only; each command's work lives in its subsystem. Errors a user
+can fix (a bad file, an unknown population) print one line on stderr and exit with status 2;
+nothing is left half-written.
 """
 
 from __future__ import annotations
@@ -12,14 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
-
-from pipeline.knowledge import KnowledgeBaseError
-
-DISCLAIMER = "Decision support on synthetic data, not a diagnosis."
+from pipeline import DISCLAIMER
 
 
 class UserError(Exception):
@@ -33,100 +27,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
-    from pipeline.bayesnet import compile_model
-    from pipeline.generate import write_dataset
-    from pipeline.knowledge import default_knowledge_base
+def _compiled_model(population: str):
+    from pipeline.contract.loader import default_knowledge_base
+    from pipeline.world.network import compile_model
 
     kb = default_knowledge_base()
-    if args.population not in kb.populations:
-        raise UserError(f"unknown population {args.population!r}; known: {', '.join(kb.populations)}")
+    if population not in kb.populations:
+        raise UserError(f"unknown population {population!r}; known: {', '.join(kb.populations)}")
+    return compile_model(kb, population)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from pipeline.world.generate import write_dataset
+
+    model = _compiled_model(args.population)
     fmt = args.format or ("csv" if str(args.out).endswith(".csv") else "parquet")
-    model = compile_model(kb, args.population)
     start = time.perf_counter()
     write_dataset(model, args.n, args.seed, args.out, fmt, progress=sys.stderr.isatty())
     seconds = time.perf_counter() - start
     print(
         f"wrote {args.n:,} synthetic rows to {args.out} ({fmt}, population {args.population}, "
-        f"seed {args.seed}, KB {kb.short_hash}) in {seconds:.1f} s ({args.n / seconds:,.0f} rows/s)"
+        f"seed {args.seed}, KB {model.kb.short_hash}) in {seconds:.1f} s ({args.n / seconds:,.0f} rows/s)"
     )
-
-
-def read_typed_input(path: Path):
-    """A Parquet data set or an intake CSV as (typed frame, rejects, warnings)."""
-    from pipeline.dataset import read_parquet_dataset
-    from pipeline.reader import iter_raw_chunks, read_header
-    from pipeline.schema import default_schema
-    from pipeline.validate import SeenIds, header_warnings, validate_table
-
-    schema = default_schema()
-    if str(path).endswith(".parquet"):
-        if not Path(path).exists():
-            raise UserError(f"{path}: no such file")
-        return read_parquet_dataset(path, schema), pd.DataFrame(columns=list(schema.rejects_columns)), []
-    header = read_header(path)
-    warnings = header_warnings(header, schema)
-    first_seen = SeenIds()
-    typed, rejects = [], []
-    for chunk in iter_raw_chunks(path, header):
-        result = validate_table(chunk.table, chunk.rows, schema, first_seen)
-        typed.append(result.typed)
-        rejects.extend([chunk.malformed, result.rejects])
-    rejects = [r for r in rejects if len(r)]
-    all_rejects = (
-        pd.concat(rejects, ignore_index=True).sort_values("row", kind="stable")
-        if rejects
-        else pd.DataFrame(columns=list(schema.rejects_columns))
-    )
-    return pd.concat(typed), all_rejects, warnings
-
-
-def write_csv_frame(frame: pd.DataFrame, path: Path) -> None:
-    """Write a frame with pyarrow's CSV writer (much faster than pandas for floats)."""
-    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def cmd_oracle(args: argparse.Namespace) -> None:
-    from pipeline.bayesnet import compile_model
-    from pipeline.knowledge import default_knowledge_base
-    from pipeline.oracle import ERROR_COLUMN, posterior_probabilities
-    from pipeline.outputs import atomic_paths, neutralize_formulas
+    from pipeline.world.oracle_job import oracle_file
 
-    kb = default_knowledge_base()
-    if args.population not in kb.populations:
-        raise UserError(f"unknown population {args.population!r}; known: {', '.join(kb.populations)}")
-    typed, rejects, warnings = read_typed_input(args.input)
-    for w in warnings:
+    summary = oracle_file(_compiled_model(args.population), args.input, args.output)
+    for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    start = time.perf_counter()
-    post = posterior_probabilities(compile_model(kb, args.population), typed)
-    seconds = time.perf_counter() - start
-    schema = kb.schema
-    out = pd.DataFrame({schema.id_column: typed[schema.id_column].to_numpy()})
-    out[schema.id_column] = neutralize_formulas(out[schema.id_column], schema).to_pylist()
-    for col in post.columns:
-        out[col] = post[col].to_numpy()
-    rejects_path = Path(args.output).with_name(Path(args.output).stem + ".rejects.csv")
-    targets = [Path(args.output)] + ([rejects_path] if len(rejects) else [])
-    with atomic_paths(*targets) as temps:
-        write_csv_frame(out, temps[0])
-        if len(rejects):
-            rej = rejects.copy()
-            for col in ("record_id", "value"):
-                rej[col] = neutralize_formulas(rej[col].astype(str), schema).to_pylist()
-            write_csv_frame(rej, temps[1])
-    worst = float(np.max(post[ERROR_COLUMN])) if len(post) else 0.0
-    rate = len(out) / max(seconds, 1e-9)
+    rate = summary.rows / max(summary.seconds, 1e-9)
     print(
-        f"oracle posterior for {len(out):,} rows -> {args.output} ({rate:,.0f} rows/s; "
-        f"largest error bound {worst:.1e}; population {args.population})"
-        + (f"; {rejects['row'].nunique():,} rejected rows -> {rejects_path}" if len(rejects) else "")
+        f"oracle posterior for {summary.rows:,} rows -> {args.output} ({rate:,.0f} rows/s; "
+        f"largest error bound {summary.largest_error_bound:.1e}; population {args.population})"
+        + (f"; {summary.rejected_rows:,} rejected rows -> {summary.rejects_path}" if summary.rejected_rows else "")
     )
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from pipeline.config import ConfigError, load_experiment
-    from pipeline.train import print_result, train
+    from pipeline.learning.config import ConfigError, load_experiment
+    from pipeline.learning.train import print_result, train
 
     try:
         config = load_experiment(args.experiment)
@@ -139,8 +80,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from mlflow.exceptions import MlflowException
 
-    from pipeline.evaluate import evaluate, print_evaluation
-    from pipeline.tracking import CHAMPION_URI
+    from pipeline.learning.evaluate import evaluate, print_evaluation
+    from pipeline.tracking.registry import CHAMPION_URI
 
     uri = args.model or CHAMPION_URI
     try:
@@ -151,35 +92,20 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_experiments(args: argparse.Namespace) -> None:
-    from pipeline.config import EXPERIMENTS_DIR, load_experiment
-    from pipeline.train import print_result, train
+    from pipeline.learning.experiments import league_table, run_candidates
 
-    results = []
-    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
-        config = load_experiment(path)
-        if not config.candidate:
-            continue
-        print(f"\n== {config.name} ({config.family}, {config.calibration}) ==")
-        result = train(config)
-        print_result(config, result)
-        results.append((config.name, result))
-    print("\nexperiment                      val log-loss  ratio to oracle  max ECE  version  champion")
-    for name, r in sorted(results, key=lambda item: item[1].validation["mean_log_loss"]):
-        v = r.validation
-        print(
-            f"{name:30s}  {v['mean_log_loss']:.5f}       {v['log_loss_ratio_to_oracle']:.4f}"
-            f"           {v['max_ece']:.4f}   {r.version:7s}  {'yes' if r.promoted else ''}"
-        )
-    print("the champion alias moves only on a lower validation log-loss than the current champion's")
+    print("\n" + league_table(run_candidates()))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
     from mlflow.exceptions import MlflowException
 
-    from pipeline.knowledge import default_knowledge_base
-    from pipeline.persistence import UntrustedModelError
-    from pipeline.score import ModelMismatchError, default_rejects_path, load_scoring_model, score_file
-    from pipeline.tracking import CHAMPION_URI, configure
+    from pipeline.contract.loader import default_knowledge_base
+    from pipeline.intake.outputs import default_rejects_path
+    from pipeline.scoring.score import score_file
+    from pipeline.tracking.persistence import UntrustedModelError
+    from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, load_model
+    from pipeline.tracking.store import configure
 
     kb = default_knowledge_base()
     uri = args.model or CHAMPION_URI
@@ -187,7 +113,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         uri = str(Path(uri).resolve())
     configure()
     try:
-        loaded = load_scoring_model(uri, kb)
+        loaded = load_model(uri, kb.schema)
     except MlflowException as err:
         raise UserError(f"cannot load model {uri}: {str(err).splitlines()[0]} (train one with `make train`)") from None
     except (ModelMismatchError, UntrustedModelError, OSError) as err:
@@ -200,11 +126,14 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(DISCLAIMER)
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from pipeline.demo import main as demo
+
+    demo()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
-        description=f"Leg-fatigue risk scoring. {DISCLAIMER}",
-    )
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=f"Leg-fatigue risk scoring. {DISCLAIMER}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample synthetic intake records with their true conditions")
@@ -220,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     orc.add_argument("--output", type=Path, required=True, help="CSV of p_ columns per row")
     orc.add_argument("--population", default="general")
     orc.set_defaults(func=cmd_oracle)
+
     tr = sub.add_parser("train", help="train an experiment, log it to MLflow, register it")
     tr.add_argument("--experiment", default="experiments/logistic_interactions.yaml", help="YAML path or name")
     tr.add_argument("--promote", action="store_true", help="make it champion whatever its score")
@@ -241,13 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_score)
 
     demo = sub.add_parser("demo", help="the main job end to end on the embedded defaults")
-    demo.set_defaults(func=lambda args: __import__("pipeline.demo", fromlist=["main"]).main())
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    from pipeline.validate import IntakeFormatError
+    from pipeline.contract.knowledge import KnowledgeBaseError
+    from pipeline.intake.errors import IntakeFormatError
 
     args = build_parser().parse_args(argv)
     try:

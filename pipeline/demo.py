@@ -12,18 +12,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.bayesnet import default_model
-from pipeline.cli import DISCLAIMER
-from pipeline.config import load_experiment
-from pipeline.examples import SAMPLE_PATH
-from pipeline.generate import write_dataset
-from pipeline.knowledge import default_knowledge_base
-from pipeline.reader import iter_raw_chunks, read_header
-from pipeline.schema import REPO_ROOT
-from pipeline.score import default_rejects_path, load_scoring_model, score_file
-from pipeline.tracking import CHAMPION_URI, configure
-from pipeline.train import print_result, train
-from pipeline.validate import SeenIds, header_warnings, validate_table
+from pipeline import DISCLAIMER
+from pipeline.contract.loader import default_knowledge_base
+from pipeline.contract.schema import REPO_ROOT
+from pipeline.intake.outputs import default_rejects_path
+from pipeline.intake.stream import iter_validated
+from pipeline.learning.config import load_experiment
+from pipeline.learning.train import print_result, train
+from pipeline.scoring.score import score_file
+from pipeline.tracking.registry import CHAMPION_URI, load_model
+from pipeline.tracking.store import configure
+from pipeline.world.examples import SAMPLE_PATH
+from pipeline.world.generate import write_dataset
+from pipeline.world.network import default_model
 
 DEMO_DIR = REPO_ROOT / "data" / "generated" / "demo"
 
@@ -38,14 +39,10 @@ def generate_and_validate(n: int = 50_000, seed: int = 42) -> Path:
     seconds = time.perf_counter() - start
     print(f"generated {n:,} synthetic intake rows in {seconds:.1f} s ({n / seconds:,.0f} rows/s) -> {path}")
 
-    header = read_header(path)
-    header_warnings([h for h in header if not h.startswith("label_")], schema)
-    first_seen = SeenIds()
     rejects, labels = 0, []
-    for chunk in iter_raw_chunks(path, header):
-        result = validate_table(chunk.table, chunk.rows, schema, first_seen)
-        rejects += len(result.rejects) + len(chunk.malformed)
-        labels.append(chunk.table.select(list(schema.label_columns)).to_pandas().astype(int))
+    for chunk in iter_validated(path, schema, expected_extra=schema.label_columns):
+        rejects += len(chunk.rejects)
+        labels.append(chunk.raw.select(list(schema.label_columns)).to_pandas().astype(int))
     print(f"validated against the intake schema: {rejects} rejected cells")
     prevalence = pd.concat(labels).mean().rename(lambda c: c.removeprefix("label_"))
     print("prevalence per condition: " + ", ".join(f"{k} {v:.1%}" for k, v in prevalence.items()))
@@ -63,7 +60,7 @@ def main() -> None:
     kb = default_knowledge_base()
     configure()
     output = DEMO_DIR / "intake_sample_scores.csv"
-    loaded = load_scoring_model(CHAMPION_URI, kb)
+    loaded = load_model(CHAMPION_URI, kb.schema)
     summary = score_file(SAMPLE_PATH, output, loaded, kb, progress=False)
     for warning in summary.warnings:
         print(f"warning: {warning}")

@@ -9,9 +9,9 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from pipeline.bayesnet import compile_model, default_model  # noqa: E402
-from pipeline.knowledge import load_knowledge_base  # noqa: E402
-from pipeline.schema import load_schema  # noqa: E402
+from pipeline.contract.loader import load_knowledge_base  # noqa: E402
+from pipeline.contract.schema import load_schema  # noqa: E402
+from pipeline.world.network import compile_model, default_model  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from pipeline.bayesnet import CompiledModel, lab_bin_probability
-from pipeline.oracle import finding_states, parent_codes
+from pipeline.world.evidence import finding_states, parent_codes
+from pipeline.world.network import CompiledModel, lab_bin_probability
 
 
 def brute_force_posterior(model: CompiledModel, row: pd.DataFrame, block: int = 1 << 16) -> np.ndarray:

@@ -1,6 +1,6 @@
-"""The committed example export is exactly what pipeline.examples writes (never hand-edited)."""
+"""The committed example export is exactly what pipeline.world.examples writes (never hand-edited)."""
 
-from pipeline.examples import SAMPLE_PATH, sample_text
+from pipeline.world.examples import SAMPLE_PATH, sample_text
 
 
 def test_sample_file_is_generated_not_edited():

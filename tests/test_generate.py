@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from pipeline.bayesnet import compile_model
-from pipeline.dataset import parquet_metadata, read_parquet_dataset
-from pipeline.generate import CHUNK_ROWS, generate_frame, write_dataset
-from pipeline.knowledge import default_knowledge_base
-from pipeline.oracle import finding_states, parent_codes
-from pipeline.validate import validate_frame
+from pipeline.contract.loader import default_knowledge_base
+from pipeline.intake.frames import parquet_metadata, read_parquet_dataset
+from pipeline.intake.stream import validate_frame
+from pipeline.world.evidence import finding_states, parent_codes
+from pipeline.world.generate import CHUNK_ROWS, generate_frame, write_dataset
+from pipeline.world.network import compile_model
 
 
 @pytest.fixture(scope="module")

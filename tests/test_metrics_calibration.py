@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
-from pipeline.calibration import LabelCalibrator
-from pipeline.metrics import brier, calibration_slope_intercept, expected_calibration_error, log_loss
+from pipeline.learning.calibration import LabelCalibrator
+from pipeline.learning.metrics import brier, calibration_slope_intercept, expected_calibration_error, log_loss
 
 
 def test_ece_by_hand():

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from reference import brute_force_posterior
 
-from pipeline.generate import generate_frame
-from pipeline.metrics import expected_calibration_error
-from pipeline.oracle import ERROR_COLUMN, parent_codes, posterior_probabilities
+from pipeline.learning.metrics import expected_calibration_error
+from pipeline.world.evidence import parent_codes
+from pipeline.world.generate import generate_frame
+from pipeline.world.oracle import ERROR_COLUMN, posterior_probabilities
 
 
 def probs(post: pd.DataFrame) -> np.ndarray:

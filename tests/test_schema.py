@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.schema import SCHEMA_PATH, Schema, default_schema, load_schema
+from pipeline.contract.schema import SCHEMA_PATH, Schema, default_schema, load_schema
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOC_PATH = REPO_ROOT / "docs" / "intake-form.md"
@@ -277,7 +277,7 @@ def test_output_columns(schema):
         else:
             expected.append(column)
     assert len(expected) == 1 + 21 + 6 + 5
-    assert list(schema.output_columns) == expected, diff_message("scores columns", expected, schema.output_columns)
+    assert list(schema.scores_columns) == expected, diff_message("scores columns", expected, schema.scores_columns)
     probabilities = [c for c in expected if c.startswith("p_")]
     assert list(schema.probability_columns) == probabilities
 

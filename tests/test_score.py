@@ -9,7 +9,6 @@ the project's content-addressed data cache, so only the first run pays for gener
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import os
 import re
@@ -21,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from unittest import mock
 
 import mlflow
 import numpy as np
@@ -32,20 +30,18 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pipeline.score as score_module
-from pipeline.bayesnet import default_model
 from pipeline.cli import main
-from pipeline.config import load_experiment
-from pipeline.dataset import to_csv_table
-from pipeline.generate import generate_frame, write_dataset
-from pipeline.knowledge import default_knowledge_base
-from pipeline.reader import iter_raw_chunks
-from pipeline.schema import REPO_ROOT
-from pipeline.score import ModelMismatchError, load_scoring_model, score_chunk, score_file
-from pipeline.tracking import CHAMPION_URI, REGISTERED_MODEL
-from pipeline.train import train
-from pipeline.triage import triage_columns
-from pipeline.validate import validate_frame
+from pipeline.contract.loader import default_knowledge_base
+from pipeline.contract.schema import REPO_ROOT
+from pipeline.intake.frames import to_csv_table
+from pipeline.intake.stream import validate_frame
+from pipeline.learning.config import load_experiment
+from pipeline.learning.train import train
+from pipeline.scoring.score import score_chunk, score_file
+from pipeline.scoring.triage import triage_columns
+from pipeline.tracking.registry import CHAMPION_URI, REGISTERED_MODEL, ModelMismatchError, load_model
+from pipeline.world.generate import generate_frame, write_dataset
+from pipeline.world.network import default_model
 
 FIXTURES = Path(__file__).parent / "fixtures"
 KB = default_knowledge_base()
@@ -167,7 +163,7 @@ def store(tmp_path_factory):
     patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     result = train(load_experiment("smoke"), experiment="test-score")
     assert result.promoted  # the first model in a fresh store is the champion
-    loaded = load_scoring_model(CHAMPION_URI, KB)
+    loaded = load_model(CHAMPION_URI, KB.schema)
     yield SimpleNamespace(root=root, version=result.version, loaded=loaded, kb=KB)
     patch.undo()
 
@@ -522,9 +518,7 @@ def test_every_row_ends_up_in_exactly_one_file(store, base_rows, data, block_byt
         writer.writerow(header)
         writer.writerows(r["cells"] for r in records)
         src.write_text(buf.getvalue(), encoding="utf-8", newline="")
-        reader = functools.partial(iter_raw_chunks, block_bytes=block_bytes) if block_bytes else iter_raw_chunks
-        with mock.patch.object(score_module, "iter_raw_chunks", reader):
-            summary, scores, rejects = score(store, src)
+        summary, scores, rejects = score(store, src, **({"block_bytes": block_bytes} if block_bytes else {}))
         assert sorted(p.name for p in Path(tmp).iterdir()) == [
             "intake.csv",
             "intake.scores.csv",
@@ -806,7 +800,7 @@ def edited_copy(local_model: Path, where: Path, edit) -> Path:
 def test_model_for_another_schema_version_is_refused(local_model, tmp_path, capsys):
     copy = edited_copy(local_model, tmp_path, lambda meta: meta.update(schema_version=99))
     with pytest.raises(ModelMismatchError) as err:
-        load_scoring_model(str(copy), KB)
+        load_model(str(copy), KB.schema)
     message = str(err.value).replace(str(copy), "<model>")
     assert re.search(r"\b99\b", message) and re.search(r"\b1\b", message), message
 
@@ -821,20 +815,20 @@ def test_model_for_another_schema_version_is_refused(local_model, tmp_path, caps
 def test_model_with_another_label_set_is_refused(local_model, tmp_path):
     copy = edited_copy(local_model, tmp_path, lambda meta: meta["outputs"].remove("p_vasculitis"))
     with pytest.raises(ModelMismatchError, match="p_vasculitis"):
-        load_scoring_model(str(copy), KB)
+        load_model(str(copy), KB.schema)
 
 
 def test_model_version_is_the_registered_version(store):
     for uri in (CHAMPION_URI, f"models:/{REGISTERED_MODEL}/{store.version}"):
-        assert load_scoring_model(uri, KB).version == store.version, uri
+        assert load_model(uri, KB.schema).version == store.version, uri
 
 
 def test_model_version_of_latest_is_the_registered_version(store):
-    assert load_scoring_model(f"models:/{REGISTERED_MODEL}/latest", KB).version == store.version
+    assert load_model(f"models:/{REGISTERED_MODEL}/latest", KB.schema).version == store.version
 
 
 def test_unedited_local_model_directory_scores_like_the_champion(store, local_model, tmp_path):
-    loaded = load_scoring_model(str(local_model), KB)
+    loaded = load_model(str(local_model), KB.schema)
     assert loaded.version  # a local directory has no registry version, but the column is never empty
     src = FIXTURES / "score_golden.csv"
     score_file(src, tmp_path / "local.csv", loaded, KB)
@@ -852,7 +846,8 @@ def test_unedited_local_model_directory_scores_like_the_champion(store, local_mo
 
 def test_score_chunk_is_pure(store, base_rows):
     raw = pd.DataFrame(base_rows[1:], columns=base_rows[0], dtype=str)
-    typed = validate_frame(raw, SCHEMA, rows=np.arange(101, 101 + len(raw))).typed
+    typed = validate_frame(raw, SCHEMA).typed
+    typed.index = typed.index + 100
     assert len(typed) == 15 and typed.index[0] == 101
     before = typed.copy(deep=True)
     first = score_chunk(typed, store.loaded.model, KB, "v-test")

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from pipeline.config import load_experiment
-from pipeline.datasets import load_split
-from pipeline.knowledge import default_knowledge_base
-from pipeline.tracking import CHAMPION, CHAMPION_URI, REGISTERED_MODEL
-from pipeline.train import intake_example, train
+from pipeline.contract.loader import default_knowledge_base
+from pipeline.learning.config import load_experiment
+from pipeline.learning.splits import load_split
+from pipeline.learning.train import train
+from pipeline.tracking.model_logging import intake_example
+from pipeline.tracking.registry import CHAMPION, CHAMPION_URI, REGISTERED_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,193 @@
+"""The knowledge base as typed, frozen objects (loaded by pipeline.contract.loader).
+
+Every relation carries the seed passage it rests on; every number an `assumed:` rationale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from pipeline.contract.schema import Schema
+
+AGE_FACTOR = "age_per_decade"
+AGE_CENTER, AGE_PER = 50.0, 10.0
+
+
+class KnowledgeBaseError(ValueError):
+    """The knowledge base is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    section: str
+    quote: str
+
+
+@dataclass(frozen=True)
+class Effect:
+    factor: str
+    log_odds: float
+    source: Passage
+    assumed: str
+
+
+@dataclass(frozen=True)
+class LogisticNode:
+    """A yes/no risk factor or a condition: logistic in the factors before it."""
+
+    name: str
+    base_rate: float
+    effects: tuple[Effect, ...]
+    source: Passage
+    assumed: str
+    cause: str = ""
+
+    @property
+    def base_log_odds(self) -> float:
+        return math.log(self.base_rate / (1.0 - self.base_rate))
+
+
+@dataclass(frozen=True)
+class Link:
+    condition: str
+    p: float
+    source: Passage
+    assumed: str
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A yes/no finding: noisy-OR of conditions with a leak, read from one form field."""
+
+    name: str
+    field: str
+    leak: float
+    links: tuple[Link, ...]
+    source: Passage
+    assumed: str
+    present: str = "yes"
+    absent: str = "no"
+    present_range: tuple[int, int] | None = None
+    absent_range: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Distribution:
+    mean: float
+    sd: float
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A lab drawn from its normal or abnormal distribution."""
+
+    name: str
+    scale: str
+    step: float
+    normal: Distribution
+    abnormal: Distribution
+    source: Passage
+    assumed: str
+    leak: float = 0.0
+    links: tuple[Link, ...] = ()
+    parent: str = ""
+
+
+@dataclass(frozen=True)
+class Band:
+    field: str
+    cuts: tuple[float, ...]
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NumericDistribution:
+    """A normal distribution truncated to [min, max] and rounded to step."""
+
+    mean: float
+    sd: float
+    min: float
+    max: float
+    step: float
+
+
+@dataclass(frozen=True)
+class Population:
+    name: str
+    description: str
+    numeric: dict[str, NumericDistribution]
+    categorical: dict[str, dict[str, float]]
+    risk_factor_shift: dict[str, float]
+
+
+@dataclass(frozen=True)
+class DurationModel:
+    median: float
+    sd_log: float
+    min: float
+    max: float
+    step: float
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    name: str
+    triage: str
+    when: dict
+    source: Passage
+    assumed: str
+
+
+@dataclass(frozen=True)
+class Tip:
+    number: int
+    title: str
+    causes: tuple[str, ...]
+    source: Passage
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    schema_version: int
+    passages: dict[str, Passage]
+    bands: dict[str, Band]
+    populations: dict[str, Population]
+    duration: DurationModel
+    risk_factors: tuple[LogisticNode, ...]
+    conditions: tuple[LogisticNode, ...]
+    findings: tuple[Finding, ...]
+    labs: tuple[Lab, ...]
+    blank_rates: dict[str, float]
+    specialist_first: str
+    specialist_threshold: float
+    specialist_by_cause: dict[str, str]
+    red_flags: tuple[RedFlag, ...]
+    routine_threshold: float
+    tips: tuple[Tip, ...]
+    sha256: str
+    schema: Schema = field(repr=False)
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.conditions)
+
+    @property
+    def short_hash(self) -> str:
+        return self.sha256[:12]
+
+
+def person_factor_names(schema: Schema, bands: dict[str, Band]) -> list[str]:
+    """Factor names the person fields provide, e.g. `smoking=current`, `recent_immobilization`."""
+    names = [AGE_FACTOR]
+    for col in schema.columns_of(group="person"):
+        if col.name == "age":
+            continue
+        if col.kind == "yes_no":
+            names.append(col.name)
+        elif col.kind == "category":
+            names.extend(f"{col.name}={v}" for v in col.categories)
+        else:
+            names.extend(f"{col.name}={v}" for v in bands[col.name].labels)
+    return names

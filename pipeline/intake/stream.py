@@ -1,0 +1,133 @@
+"""The one intake path: a source of intake forms in, validated chunks out, in input order.
+
+Every engine reads forms through `iter_validated` (the batch scorer, the oracle job, the demo,
+the MLflow pyfunc), so each applies the contract of docs/intake-form.md the same way: the
+header checked once, the cells of every row validated, a repeated record_id rejected across
+the whole source, and every data row either typed or in the reject lines with its position.
+
+>>> from pipeline.contract import default_schema
+>>> stream = iter_validated(pd.DataFrame({"record_id": ["a", "b"], "age": ["50", "old"]}), default_schema())
+>>> [(len(c.typed), c.rejects["reason"].tolist(), c.rows_read) for c in stream]
+[(1, ['not a number (a decimal with '.', no units)'], 2)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.contract.schema import Schema
+from pipeline.intake.cells import arrow_cells, raw_cells
+from pipeline.intake.errors import IntakeFormatError
+from pipeline.intake.reader import BLOCK_BYTES, iter_raw_chunks, read_header
+from pipeline.intake.validate import SeenIds, check_header, validate_table
+
+PARQUET_BATCH_ROWS = 65_536
+
+
+@dataclass
+class ValidatedChunk:
+    """One chunk of a source: its valid rows typed, and its reject lines."""
+
+    typed: pd.DataFrame  # valid rows; index = 1-based data-row position in the source
+    rejects: pd.DataFrame  # the rejects columns, one line per bad cell or malformed row, by row
+    raw: pa.Table  # the well-formed rows' cells as text, every header column (labels included)
+    rows_read: int  # data rows in the chunk, well-formed or not
+
+    @property
+    def rows_rejected(self) -> int:
+        return int(self.rejects["row"].nunique())
+
+
+@dataclass
+class _RawPiece:
+    table: pa.Table  # text cells
+    rows: np.ndarray  # 1-based positions of the table's rows
+    malformed: pd.DataFrame  # reject lines of rows that could not be cut into fields
+
+
+class IntakeStream:
+    """An opened source: `header` and `warnings` at once, then its chunks (iterate once)."""
+
+    def __init__(
+        self,
+        source: str | Path | pd.DataFrame | pa.Table,
+        schema: Schema,
+        *,
+        expected_extra: tuple[str, ...] = (),
+        block_bytes: int = BLOCK_BYTES,
+    ):
+        self.source, self.schema, self.block_bytes = source, schema, block_bytes
+        self._pieces = self._open(source)
+        self.warnings = check_header(self.header, schema, expected_extra)
+
+    def _open(self, source) -> Iterator[_RawPiece]:
+        if isinstance(source, pd.DataFrame | pa.Table):
+            table = raw_cells(source) if isinstance(source, pd.DataFrame) else arrow_cells(source)
+            self.header = list(table.column_names)
+            return iter([_RawPiece(table, np.arange(1, table.num_rows + 1), _no_rejects(self.schema))])
+        path = Path(source)
+        if path.suffix == ".parquet":
+            return self._parquet(path)
+        self.header = read_header(path)
+        pieces = iter_raw_chunks(path, self.header, self.schema, self.block_bytes)
+        return (_RawPiece(c.table, c.rows, c.malformed) for c in pieces)
+
+    def _parquet(self, path: Path) -> Iterator[_RawPiece]:
+        try:
+            reader = pq.ParquetFile(path)
+        except FileNotFoundError:
+            raise IntakeFormatError(f"{path}: no such file") from None
+        except pa.ArrowInvalid as err:
+            raise IntakeFormatError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+        self.header = list(reader.schema_arrow.names)
+
+        def pieces() -> Iterator[_RawPiece]:
+            start = 0
+            for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                table = arrow_cells(pa.Table.from_batches([batch]))
+                yield _RawPiece(table, np.arange(start + 1, start + table.num_rows + 1), _no_rejects(self.schema))
+                start += table.num_rows
+
+        return pieces()
+
+    def __iter__(self) -> Iterator[ValidatedChunk]:
+        seen = SeenIds()
+        for piece in self._pieces:
+            result = validate_table(piece.table, piece.rows, self.schema, seen)
+            rejects = result.rejects
+            if len(piece.malformed):
+                rejects = pd.concat([piece.malformed, rejects], ignore_index=True)
+                rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
+            yield ValidatedChunk(result.typed, rejects, piece.table, piece.table.num_rows + len(piece.malformed))
+
+
+def iter_validated(
+    source: str | Path | pd.DataFrame | pa.Table,
+    schema: Schema,
+    *,
+    expected_extra: tuple[str, ...] = (),
+    block_bytes: int = BLOCK_BYTES,
+) -> IntakeStream:
+    """Open an intake source (a CSV or Parquet path, a DataFrame, an Arrow table) for validated reading.
+
+    Raises IntakeFormatError at once for a source no form can be read from (no such file, no
+    header, a required column missing); bad cells and malformed rows become reject lines.
+    """
+    return IntakeStream(source, schema, expected_extra=expected_extra, block_bytes=block_bytes)
+
+
+def validate_frame(frame: pd.DataFrame, schema: Schema) -> ValidatedChunk:
+    """A whole DataFrame of intake cells through the intake path, as one chunk."""
+    chunks = list(iter_validated(frame, schema))
+    return chunks[0]
+
+
+def _no_rejects(schema: Schema) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})

@@ -1,0 +1,121 @@
+"""The cause model: features -> base multi-label classifier -> per-label calibration.
+
+It predicts the conditions and the causes of the schema (a cause is present when any of its
+conditions is). Conditions are calibrated one by one; a cause is calibrated by a small logistic
+stack of its own score and the chance that any of its conditions is present, then raised, if
+ever needed, to its likeliest condition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from sklearn.base import BaseEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
+
+from pipeline.contract.schema import Schema
+from pipeline.learning.calibration import LabelCalibrator
+from pipeline.learning.families import family
+from pipeline.learning.features import feature_transformer
+
+
+def targets(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
+    """(n, conditions + causes) 0/1 targets: the label_<condition> columns, then one column per cause."""
+    conds = frame[list(schema.label_columns)].to_numpy().astype(np.int8)
+    causes = [conds[:, [schema.conditions.index(c) for c in cause.conditions]].max(axis=1) for cause in schema.causes]
+    return np.column_stack([conds, *causes])
+
+
+class CauseModel(BaseEstimator):
+    """Calibrated multi-label probabilities for the conditions and causes of the schema.
+
+    `fit(X, Y, X_cal, Y_cal, schema=...)` fits the base model on (X, Y) and the calibrators on
+    the separate (X_cal, Y_cal); X are typed intake frames of `schema`, Y the output of `targets`.
+    `family` names an entry of pipeline.learning.families; `params` are its estimator's.
+    """
+
+    def __init__(
+        self,
+        family: str = "logistic",
+        params: dict | None = None,
+        calibration: str = "sigmoid",
+        log_scaled: tuple[str, ...] = (),
+        splines: bool = False,
+        interactions: tuple[tuple[str, str], ...] = (),
+        random_state: int = 0,
+    ):
+        self.family = family
+        self.params = params
+        self.calibration = calibration
+        self.log_scaled = log_scaled
+        self.splines = splines
+        self.interactions = interactions
+        self.random_state = random_state
+
+    def fit(
+        self, X: pd.DataFrame, Y: np.ndarray, X_cal: pd.DataFrame, Y_cal: np.ndarray, *, schema: Schema
+    ) -> CauseModel:
+        self.base_ = Pipeline(
+            [
+                (
+                    "features",
+                    feature_transformer(
+                        schema,
+                        tuple(self.log_scaled),
+                        self.splines,
+                        [tuple(p) for p in self.interactions],
+                    ),
+                ),
+                ("classifier", family(self.family).build(dict(self.params or {}), self.random_state)),
+            ]
+        )
+        self.base_.fit(X, Y)
+        self.output_columns_ = list(schema.probability_columns)
+        self.cause_members_ = [[schema.conditions.index(c) for c in cause.conditions] for cause in schema.causes]
+        raw_cal = self.base_.predict_proba(X_cal)
+        self.calibrator_ = LabelCalibrator(self.calibration).fit(raw_cal, Y_cal)
+        stacked = self._cause_inputs(self.calibrator_.transform(raw_cal))
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        self.cause_calibrators_ = [
+            LogisticRegression(C=1e4, max_iter=1000).fit(stacked[g], Y_cal[:, n_cond + g])
+            for g in range(len(self.cause_members_))
+        ]
+        return self
+
+    def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
+        """Per cause: logit of its own calibrated score and of 1 - prod(1 - p_condition)."""
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        clipped = np.clip(p, 1e-9, 1 - 1e-9)
+        out = []
+        for g, members in enumerate(self.cause_members_):
+            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), 1e-9, 1 - 1e-9)
+            own = clipped[:, n_cond + g]
+            out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
+        return out
+
+    def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
+        classifier = self.base_.named_steps["classifier"]
+        if isinstance(classifier, OneVsRestClassifier) and all(
+            isinstance(e, LogisticRegression) for e in classifier.estimators_
+        ):
+            # One matrix product for all outputs instead of one pass over the features per output.
+            weights = np.column_stack([e.coef_[0] for e in classifier.estimators_])
+            bias = np.array([e.intercept_[0] for e in classifier.estimators_])
+            features = self.base_.named_steps["features"].transform(X)
+            return expit(np.asarray(features, dtype=float) @ weights + bias)
+        return np.asarray(self.base_.predict_proba(X), dtype=float)
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, conditions + causes) calibrated probabilities; causes never below their likeliest condition."""
+        p = self.calibrator_.transform(self.predict_uncalibrated(X))
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        for g, (members, inputs) in enumerate(zip(self.cause_members_, self._cause_inputs(p), strict=True)):
+            stacked = self.cause_calibrators_[g].predict_proba(inputs)[:, 1]
+            p[:, n_cond + g] = np.maximum(stacked, p[:, members].max(axis=1))
+        return np.clip(p, 0.0, 1.0)
+
+    def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(self.predict_proba(X), columns=self.output_columns_, index=X.index)

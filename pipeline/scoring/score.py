@@ -1,0 +1,129 @@
+"""Batch scoring: intake forms in, a scores file and a rejects file out, nothing lost.
+
+`score_chunk` is a pure function from typed rows to the scores columns (no I/O, no global
+state), so a distributed engine can call it per partition; `score_file` owns streaming,
+temporary files and the final rename.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from pipeline.contract.knowledge import KnowledgeBase
+from pipeline.contract.schema import Schema
+from pipeline.intake.outputs import CSV_OPTIONS, RejectsWriter, atomic_paths, default_rejects_path, neutralize_formulas
+from pipeline.intake.reader import BLOCK_BYTES
+from pipeline.intake.stream import iter_validated
+from pipeline.scoring.triage import triage_columns
+
+PROBABILITY_DECIMALS = 6
+
+
+class ScoringModel(Protocol):
+    """What scoring needs of a loaded model: the estimator and the version written beside its scores."""
+
+    model: object  # has predict_proba(typed frame) -> (n, conditions + causes) probabilities
+    version: str
+
+
+def score_chunk(typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: str) -> pa.Table:
+    """Scores for valid typed rows, in their order: the columns of the scores file."""
+    schema = kb.schema
+    probs = pd.DataFrame(model.predict_proba(typed), columns=list(schema.probability_columns))
+    extra = triage_columns(kb, typed.reset_index(drop=True), probs)
+    arrays = {schema.id_column: neutralize_formulas(pa.array(typed[schema.id_column].to_numpy(), pa.string()), schema)}
+    for name in schema.probability_columns:
+        arrays[name] = pa.array(np.round(probs[name].to_numpy(), PROBABILITY_DECIMALS))
+    arrays.update(extra)
+    arrays["model_version"] = pa.array(np.full(len(typed), model_version), pa.string())
+    return pa.Table.from_arrays([arrays[c] for c in schema.scores_columns], schema=scores_arrow_schema(schema))
+
+
+@dataclass
+class ScoreSummary:
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    seconds: float
+    warnings: list[str]
+
+    def line(self) -> str:
+        rate = self.rows_read / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"rows read {self.rows_read:,}, scored {self.rows_scored:,}, rejected {self.rows_rejected:,}; "
+            f"{self.seconds:.1f} s, {rate:,.0f} rows/s"
+        )
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """Make SIGTERM unwind like Ctrl-C, so temporary files are removed."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def scores_arrow_schema(schema: Schema) -> pa.Schema:
+    """The scores file's columns (from the schema): probabilities as numbers, the rest text."""
+    probabilities = set(schema.probability_columns)
+    return pa.schema([(c, pa.float64() if c in probabilities else pa.string()) for c in schema.scores_columns])
+
+
+def score_file(
+    input_path: Path,
+    output: Path,
+    model: ScoringModel,
+    kb: KnowledgeBase,
+    rejects_path: Path | None = None,
+    progress: bool | None = None,
+    block_bytes: int = BLOCK_BYTES,
+) -> ScoreSummary:
+    """Stream the input in chunks; write scores and rejects; rename both into place at the end."""
+    start = time.perf_counter()
+    schema = kb.schema
+    output = Path(output)
+    rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output)
+    stream = iter_validated(input_path, schema, block_bytes=block_bytes)
+    progress = sys.stderr.isatty() if progress is None else progress
+    read = scored = rejected = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" rows", unit_scale=True, desc="score", file=sys.stderr)
+    with _sigterm_as_interrupt(), atomic_paths(output, rejects_path) as (tmp_out, tmp_rej):
+        scores_writer = pacsv.CSVWriter(tmp_out, scores_arrow_schema(schema), write_options=CSV_OPTIONS)
+        rejects_writer = RejectsWriter(tmp_rej, schema)
+        try:
+            for chunk in stream:
+                rejects_writer.write(chunk.rejects)
+                if len(chunk.typed):
+                    scores_writer.write_table(score_chunk(chunk.typed, model.model, kb, model.version))
+                read += chunk.rows_read
+                scored += len(chunk.typed)
+                rejected += chunk.rows_rejected
+                if bar is not None:
+                    bar.update(chunk.rows_read)
+        finally:
+            scores_writer.close()
+            rejects_writer.close()
+            if bar is not None:
+                bar.close()
+    return ScoreSummary(read, scored, rejected, time.perf_counter() - start, stream.warnings)

@@ -1,0 +1,46 @@
+"""Model files with skops (no pickle): a reviewed list of the types a model file may contain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import skops.io as sio
+
+# Reviewed: every entry is a scikit-learn, numpy or project type (or function) that a CauseModel
+# is built from; nothing here can run arbitrary code when loaded. Extend only after review.
+TRUSTED_TYPES = [
+    "numpy.dtype",
+    "pipeline.learning.calibration.LabelCalibrator",
+    "pipeline.learning.features.categories_with_blank",
+    "pipeline.learning.features.interaction_products",
+    "pipeline.learning.features.log_scale",
+    "pipeline.learning.cause_model.CauseModel",
+    "scipy._lib.array_api_compat.numpy._aliases.asarray",  # numpy.asarray, inside SplineTransformer
+    "scipy.interpolate._bsplines.BSpline",  # SplineTransformer's fitted basis
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+]
+
+
+class UntrustedModelError(ValueError):
+    """A model file holds types outside the reviewed list."""
+
+
+def save_model(model, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump(model, path)
+    return path
+
+
+def untrusted_types(path: Path) -> list[str]:
+    """Types in a model file that the reviewed list does not cover (for review, never to trust)."""
+    return sorted(set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
+
+
+def load_model(path: Path):
+    """Load a model file, refusing any type outside the reviewed list."""
+    unknown = untrusted_types(path)
+    if unknown:
+        raise UntrustedModelError(f"{path}: model file contains unreviewed types {unknown}; refusing to load")
+    return sio.load(path, trusted=TRUSTED_TYPES)

@@ -1,0 +1,116 @@
+"""The model registry: one home for resolving a model URI to (model, version), loading the
+champion, and the rule that decides when the champion alias moves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.contract.schema import Schema
+
+REGISTERED_MODEL = "leg-fatigue-causes"
+CHAMPION = "champion"
+CHAMPION_URI = f"models:/{REGISTERED_MODEL}@{CHAMPION}"
+
+
+class ModelMismatchError(ValueError):
+    """The model was made for another schema version or label set."""
+
+
+@dataclass
+class LoadedModel:
+    """A logged model ready to score: the estimator inside the pyfunc, and its registry version."""
+
+    model: object  # a CauseModel
+    version: str
+    uri: str
+
+
+def registered_version(uri: str) -> str:
+    """The registry version a `models:/` URI names (alias, number or `latest`); "" for other URIs."""
+    if not uri.startswith("models:/"):
+        return ""
+    from mlflow import MlflowClient
+
+    name, _, alias = uri.removeprefix("models:/").partition("@")
+    client = MlflowClient()
+    if alias:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    name, _, ref = name.partition("/")
+    if ref.isdigit():
+        return ref
+    # "latest" (or a legacy stage): the newest registered version
+    return str(max(int(v.version) for v in client.search_model_versions(f"name='{name}'")))
+
+
+def check_compatible(meta: dict, uri: str, schema: Schema) -> None:
+    """Refuse a model made for another schema version or another label set."""
+    if str(meta.get("schema_version")) != str(schema.version):
+        raise ModelMismatchError(
+            f"model {uri} was made for intake schema version {meta.get('schema_version')!r}, "
+            f"this scorer reads version {schema.version}"
+        )
+    outputs = list(meta.get("outputs") or [])
+    if outputs != list(schema.probability_columns):
+        missing = sorted(set(schema.probability_columns) - set(outputs))
+        extra = sorted(set(outputs) - set(schema.probability_columns))
+        raise ModelMismatchError(
+            f"model {uri} predicts another label set (missing {missing or 'none'}, extra {extra or 'none'})"
+        )
+
+
+def load_model(uri: str, schema: Schema) -> LoadedModel:
+    """Load a registered or local MLflow model, check it speaks this schema, and find its version."""
+    import mlflow
+
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    check_compatible(pyfunc.metadata.metadata or {}, uri, schema)
+    version = registered_version(uri) or Path(uri).name
+    return LoadedModel(pyfunc.unwrap_python_model().model, version, uri)
+
+
+def load_champion(schema: Schema) -> LoadedModel | None:
+    """The champion, or None when the registry has none yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return load_model(CHAMPION_URI, schema)
+    except MlflowException:
+        return None
+
+
+def champion_version() -> str | None:
+    """The champion's version number without loading it; None when there is no champion."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return registered_version(CHAMPION_URI)
+    except MlflowException:
+        return None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    promote: bool
+    reason: str
+
+
+def promotion_decision(mine: float, champion: float | None, forced: bool = False) -> Promotion:
+    """The champion alias moves to a new version only on a lower validation log-loss, or on request."""
+    if forced:
+        return Promotion(True, "promoted on request (--promote)")
+    if champion is None:
+        return Promotion(True, "no champion yet")
+    if mine < champion:
+        return Promotion(True, f"validation log-loss {mine:.5f} < champion's {champion:.5f}")
+    return Promotion(False, f"validation log-loss {mine:.5f} >= champion's {champion:.5f}")
+
+
+def set_champion(version: str, decision: Promotion) -> None:
+    """Record the decision on the version; move the alias when it is a promotion."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if decision.promote:
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
+    client.set_model_version_tag(REGISTERED_MODEL, version, "promotion", decision.reason)

@@ -1,0 +1,185 @@
+"""The evidence a row gives the oracle: finding states, parent codes, and the coupling factors.
+
+Split from pipeline.world.oracle: what is observed, turned into the arrays the exact
+inference of oracle.py expands (see its docstring for the method).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from pipeline.world.network import CompiledModel, lab_bin_probability
+
+MAX_COUPLING = 22  # 2^22 terms per row: beyond this a row is refused, not approximated
+
+
+class OracleLimitError(RuntimeError):
+    """A row has more positive findings and labs than the exact method can expand."""
+
+
+def finding_states(model: CompiledModel, typed: pd.DataFrame) -> np.ndarray:
+    """(n, B) array of each yes/no finding: 1 present, 0 absent, NaN blank."""
+    schema = model.kb.schema
+    out = np.full((len(typed), len(model.findings)), np.nan)
+    for j, f in enumerate(model.findings):
+        col = schema.column(f.field)
+        if col.kind == "category":
+            codes = typed[f.field].cat.codes.to_numpy()
+            present, absent = col.categories.index(f.present), col.categories.index(f.absent)
+            out[:, j] = np.where(codes == present, 1.0, np.where(codes == absent, 0.0, np.nan))
+        elif col.kind == "integer":
+            v = typed[f.field].to_numpy(dtype=float)
+            out[:, j] = np.where(np.isnan(v), np.nan, (v >= f.present_range[0]).astype(float))
+        else:
+            out[:, j] = typed[f.field].to_numpy(dtype=float)
+    return out
+
+
+def parent_codes(model: CompiledModel, typed: pd.DataFrame) -> np.ndarray:
+    """(n, V) codes of the person fields and risk factors, -1 where blank."""
+    codes = np.full((len(typed), len(model.parent_vars)), -1, dtype=np.int64)
+    for v, var in enumerate(model.parent_vars):
+        col = typed[var.name]
+        if var.kind == "category":
+            codes[:, v] = col.cat.codes.to_numpy()
+        elif var.kind == "band":
+            x = col.to_numpy(dtype=float)
+            band = np.searchsorted(np.array(model.kb.bands[var.name].cuts), x, side="right")
+            codes[:, v] = np.where(np.isnan(x), -1, band)
+        else:
+            x = col.to_numpy(dtype=float)
+            codes[:, v] = np.where(np.isnan(x), -1, x).astype(np.int64)
+    return codes
+
+
+def expand_blank_parents(model: CompiledModel, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every completion of each row's blank parents: (row of each pair, complete codes)."""
+    row = np.arange(len(codes))
+    full = codes
+    for v, var in enumerate(model.parent_vars):
+        blank = full[:, v] < 0
+        if not blank.any():
+            continue
+        card = var.cardinality
+        filled = np.repeat(full[blank], card, axis=0)
+        filled[:, v] = np.tile(np.arange(card), int(blank.sum()))
+        row = np.concatenate([row[~blank], np.repeat(row[blank], card)])
+        full = np.concatenate([full[~blank], filled])
+    order = np.argsort(row, kind="stable")
+    return row[order], full[order]
+
+
+def _parent_lab_log_lik(
+    model: CompiledModel, typed: pd.DataFrame, pair_row: np.ndarray, pair_codes: np.ndarray
+) -> np.ndarray:
+    out = np.zeros(len(pair_row))
+    schema = model.kb.schema
+    for lab in model.parent_labs:
+        col = schema.column(lab.name)
+        value = typed[lab.name].to_numpy(dtype=float)[pair_row]
+        seen = ~np.isnan(value)
+        if not seen.any():
+            continue
+        parent_on = pair_codes[seen, model.var_index(lab.parent)] == 1
+        v = value[seen]
+        p_abn = lab_bin_probability(lab, v, True, col.min, col.max)
+        p_norm = lab_bin_probability(lab, v, False, col.min, col.max)
+        out[seen] = np.log(np.maximum(np.where(parent_on, p_abn, p_norm), 1e-300))
+    return out
+
+
+def _coupling_factors(model: CompiledModel, typed: pd.DataFrame, states: np.ndarray):
+    """Per row: (a, b) of every positive finding and observed lab, with a mask of which apply."""
+    n = len(typed)
+    n_b, n_l = len(model.findings), len(model.labs)
+    a = np.ones((n, n_b + n_l))
+    b = np.zeros((n, n_b + n_l))
+    used = np.zeros((n, n_b + n_l), dtype=bool)
+    positive = states == 1
+    used[:, :n_b] = positive
+    b[:, :n_b] = -(1.0 - model.finding_leak)
+    schema = model.kb.schema
+    for j, lab in enumerate(model.labs):
+        col = schema.column(lab.name)
+        value = typed[lab.name].to_numpy(dtype=float)
+        seen = ~np.isnan(value)
+        if not seen.any():
+            continue
+        g_abn = lab_bin_probability(lab, value[seen], True, col.min, col.max)
+        g_norm = lab_bin_probability(lab, value[seen], False, col.min, col.max)
+        aj = g_abn
+        bj = (g_norm - g_abn) * (1.0 - model.lab_leak[j])
+        scale = np.maximum(np.maximum(np.abs(aj), np.abs(bj)), 1e-300)
+        a[seen, n_b + j] = aj / scale
+        b[seen, n_b + j] = bj / scale
+        used[seen, n_b + j] = True
+    return a, b, used
+
+
+def _fold_single_parent_factors(link_all: np.ndarray, a: np.ndarray, b: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Per-condition weights (n, C) of coupling factors with one parent; clears them from `used`.
+
+    A factor a + b (1 - p)^{s_c} of a single condition c is (a + b) times a ratio that applies
+    only when c is present, so it joins that condition's weight and needs no expansion.
+    A factor with no parent is a constant and drops out.
+    """
+    n_parents = (link_all > 0).sum(axis=0)
+    ratio = np.ones((len(a), link_all.shape[0]))
+    for j in np.flatnonzero(n_parents <= 1):
+        rows = used[:, j]
+        if n_parents[j] == 1:
+            c = int(np.flatnonzero(link_all[:, j])[0])
+            aj, bj = a[rows, j], b[rows, j]
+            ratio[rows, c] *= (aj + bj * (1.0 - link_all[c, j])) / (aj + bj)
+        used[:, j] = False
+    return ratio
+
+
+@dataclass
+class _Evidence:
+    """What a chunk of rows shows, compiled for inference."""
+
+    n_rows: int
+    pair_row: np.ndarray  # (P,) row of each completion of the blank parents
+    pi: np.ndarray  # (P, C) prior probability of each condition given the completion
+    log_omega: np.ndarray  # (P,) log P(completion, observed parents), max 0 within a row
+    w: np.ndarray  # (n, C) likelihood ratio of the folded findings when a condition is present
+    a: np.ndarray  # (n, J) coupling factors a_j + b_j q_j(S)
+    b: np.ndarray
+    used: np.ndarray  # (n, J) which coupling factors a row has
+    link: np.ndarray  # (C, J) noisy-OR link probabilities of the factors
+
+    @property
+    def k_row(self) -> np.ndarray:
+        return self.used.sum(axis=1)
+
+
+def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
+    n = len(typed)
+    age = typed["age"].to_numpy(dtype=float)
+    states = finding_states(model, typed)
+    pair_row, pair_codes = expand_blank_parents(model, parent_codes(model, typed))
+    x = model.features(age[pair_row], pair_codes)
+    log_weight = model.parent_log_prob(x, pair_codes)
+    log_weight += _parent_lab_log_lik(model, typed, pair_row, pair_codes)
+    max_w = np.full(n, -np.inf)
+    np.maximum.at(max_w, pair_row, log_weight)
+
+    log_one_minus = np.log1p(-np.minimum(model.finding_link, 1 - 1e-16))  # (C, B)
+    negative = np.nan_to_num(states == 0).astype(float)
+    w = np.exp(negative @ log_one_minus.T)  # (n, C)
+    a, b, used = _coupling_factors(model, typed, states)
+    link = np.concatenate([model.finding_link, model.lab_link], axis=1)
+    w = w * _fold_single_parent_factors(link, a, b, used)
+    k_row = used.sum(axis=1)
+    if k_row.max(initial=0) > MAX_COUPLING:
+        worst = int(np.argmax(k_row))
+        raise OracleLimitError(
+            f"row {typed.index[worst]} has {k_row[worst]} positive findings and labs; "
+            f"the exact oracle expands at most {MAX_COUPLING}"
+        )
+    return _Evidence(n, pair_row, expit(model.condition_logits(x)), log_weight - max_w[pair_row], w, a, b, used, link)
