@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,3 +26,26 @@ def model():
 def tiny_model():
     schema = load_schema(FIXTURES / "tiny_schema.yaml")
     return compile_model(load_knowledge_base(FIXTURES / "tiny_kb.yaml", schema))
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One smoke training into a fresh SQLite store (per test module); its champion loaded for scoring.
+
+    Split data come from the project's content-addressed cache, so only the first run generates them.
+    """
+    from pipeline.contract.loader import default_knowledge_base
+    from pipeline.learning.config import load_experiment
+    from pipeline.learning.train import train
+    from pipeline.tracking.registry import CHAMPION_URI, load_model
+
+    root = tmp_path_factory.mktemp("mlflow_store")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    kb = default_knowledge_base()
+    result = train(load_experiment("smoke"), experiment="test-store")
+    assert result.promoted  # the first model in a fresh store is the champion
+    loaded = load_model(CHAMPION_URI, kb.schema)
+    yield SimpleNamespace(root=root, version=result.version, loaded=loaded, kb=kb)
+    patch.undo()

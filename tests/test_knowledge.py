@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.contract.knowledge import KnowledgeBase, KnowledgeBaseError, Passage
+from pipeline.contract.knowledge import KnowledgeBase, KnowledgeBaseError, Passage, Tip
 from pipeline.contract.loader import KB_PATH, default_knowledge_base, load_knowledge_base, parse_knowledge_base
 from pipeline.contract.schema import default_schema
 
@@ -78,14 +78,15 @@ def relations(kb: KnowledgeBase) -> Iterator[tuple[str, object]]:
 
 
 def test_real_kb_loads_and_default_is_the_file(kb):
-    assert default_knowledge_base().sha256 == kb.sha256
+    assert default_knowledge_base().sha256 == hashlib.sha256(KB_PATH.read_bytes()).hexdigest()
+    assert default_knowledge_base() is default_knowledge_base()  # loaded once per process
     assert kb.schema_version == 1
     assert RAW["seed_file"] == SEED_PATH.relative_to(REPO_ROOT).as_posix()
 
 
 def test_conditions_in_schema_order_with_schema_causes(kb):
     schema = default_schema()
-    assert len(kb.conditions) == 21
+    assert len(kb.conditions) == len(schema.conditions)
     assert kb.condition_names == schema.conditions, (
         f"KB conditions {kb.condition_names}\nschema conditions {schema.conditions}"
     )
@@ -127,14 +128,10 @@ def test_every_relation_cites_a_passage(kb):
 
 
 def test_every_number_has_an_assumption(kb):
-    missing = [
-        name
-        for name, rel in relations(kb)
-        if hasattr(rel, "assumed") and not (isinstance(rel.assumed, str) and rel.assumed.strip())
-    ]
+    number_bearing = [(name, rel) for name, rel in relations(kb) if not isinstance(rel, Tip)]  # tips carry none
+    assert len(number_bearing) > 100
+    missing = [name for name, rel in number_bearing if not (isinstance(rel.assumed, str) and rel.assumed.strip())]
     assert not missing, f"relations without an `assumed` rationale: {missing}"
-    number_bearing = [rel for _, rel in relations(kb) if not hasattr(rel, "number")]  # all but tips
-    assert all(hasattr(rel, "assumed") for rel in number_bearing)
     raw_entries = {
         **{f"populations.{k}": v for k, v in RAW["populations"].items()},
         "complaint.symptom_duration_weeks": RAW["complaint"]["symptom_duration_weeks"],
@@ -541,7 +538,6 @@ def test_risk_factor_order_matters():
     assert [n.name for n in kb.risk_factors][:2] == ["diabetes", "hypertension"]
 
 
-def test_error_is_a_value_error():
-    assert issubclass(KnowledgeBaseError, ValueError)
+def test_a_file_that_is_not_a_mapping_is_refused():
     with pytest.raises(KnowledgeBaseError, match="not a YAML mapping"):
         parse_knowledge_base("- just\n- a list\n")

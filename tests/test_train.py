@@ -117,10 +117,13 @@ def test_model_behaviour(store):
         p_no = model.predict_frame(no)[f"p_{condition}"].to_numpy()
         assert (p_yes > p_no).all(), symptom
     p = model.predict_frame(frame)
-    for cause in kb.schema.causes:
-        members = p[[f"p_{c}" for c in cause.conditions]].max(axis=1)
-        assert (p[f"p_cause_{cause.name}"] >= members - 1e-12).all()
     assert ((p >= 0) & (p <= 1)).all().all()
+    # each cause predicts "any of its conditions": its mean probability matches that label's rate
+    for cause in kb.schema.causes:
+        label = frame[[f"label_{c}" for c in cause.conditions]].max(axis=1)
+        predicted = p[f"p_cause_{cause.name}"]
+        se = np.sqrt(label.mean() * (1 - label.mean()) / len(label))
+        assert abs(predicted.mean() - label.mean()) < 4 * se + 0.005, cause.name
 
 
 def _free_port() -> int:

@@ -29,8 +29,10 @@ def typed_frame_dtypes(schema: Schema, with_labels: bool = False) -> dict[str, o
 
 
 def empty_typed_frame(schema: Schema) -> pd.DataFrame:
+    """A typed frame with no rows (index named `row`, like every validated chunk's)."""
     dtypes = typed_frame_dtypes(schema)
-    return pd.DataFrame({name: pd.Series([], dtype=dt) for name, dt in dtypes.items()})
+    index = pd.Index([], dtype="int64", name="row")
+    return pd.DataFrame({name: pd.Series([], dtype=dt, index=index) for name, dt in dtypes.items()}, index=index)
 
 
 def _decoded(codes: np.ndarray, labels: list[str]) -> pa.Array:

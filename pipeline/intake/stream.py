@@ -26,7 +26,7 @@ from pipeline.contract.schema import Schema
 from pipeline.intake.cells import arrow_cells, raw_cells
 from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.reader import BLOCK_BYTES, iter_raw_chunks, read_header
-from pipeline.intake.validate import SeenIds, check_header, validate_table
+from pipeline.intake.validate import SeenIds, check_header, empty_rejects, validate_table
 
 PARQUET_BATCH_ROWS = 65_536
 
@@ -65,13 +65,17 @@ class IntakeStream:
     ):
         self.source, self.schema, self.block_bytes = source, schema, block_bytes
         self._pieces = self._open(source)
-        self.warnings = check_header(self.header, schema, expected_extra)
+        try:
+            self.warnings = check_header(self.header, schema, expected_extra)
+        except IntakeFormatError as err:
+            where = "the input" if isinstance(source, pd.DataFrame | pa.Table) else str(source)
+            raise IntakeFormatError(f"{where}: {err}") from None
 
     def _open(self, source) -> Iterator[_RawPiece]:
         if isinstance(source, pd.DataFrame | pa.Table):
             table = raw_cells(source) if isinstance(source, pd.DataFrame) else arrow_cells(source)
             self.header = list(table.column_names)
-            return iter([_RawPiece(table, np.arange(1, table.num_rows + 1), _no_rejects(self.schema))])
+            return iter([_RawPiece(table, np.arange(1, table.num_rows + 1), empty_rejects(self.schema))])
         path = Path(source)
         if path.suffix == ".parquet":
             return self._parquet(path)
@@ -92,7 +96,7 @@ class IntakeStream:
             start = 0
             for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS):
                 table = arrow_cells(pa.Table.from_batches([batch]))
-                yield _RawPiece(table, np.arange(start + 1, start + table.num_rows + 1), _no_rejects(self.schema))
+                yield _RawPiece(table, np.arange(start + 1, start + table.num_rows + 1), empty_rejects(self.schema))
                 start += table.num_rows
 
         return pieces()
@@ -127,7 +131,3 @@ def validate_frame(frame: pd.DataFrame, schema: Schema) -> ValidatedChunk:
     """A whole DataFrame of intake cells through the intake path, as one chunk."""
     chunks = list(iter_validated(frame, schema))
     return chunks[0]
-
-
-def _no_rejects(schema: Schema) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})

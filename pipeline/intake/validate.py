@@ -56,6 +56,11 @@ class SeenIds:
         return first
 
 
+def empty_rejects(schema: Schema) -> pd.DataFrame:
+    """No reject lines: the rejects columns with their types (row a number, the rest text)."""
+    return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})
+
+
 def check_header(header: list[str], schema: Schema, expected_extra: tuple[str, ...] = ()) -> list[str]:
     """Raise IntakeFormatError for a header no form can be read with; return its warnings.
 
@@ -205,7 +210,7 @@ def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen
 
     keep = ~bad_rows
     typed = _typed_frame({k: (v[keep]) for k, v in out.items()}, schema, rows[keep])
-    rejects = pd.concat(lines, ignore_index=True) if lines else pd.DataFrame(columns=list(schema.rejects_columns))
+    rejects = pd.concat(lines, ignore_index=True) if lines else empty_rejects(schema)
     rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
     return Validated(typed=typed, rejects=rejects[list(schema.rejects_columns)])
 
