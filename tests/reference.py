@@ -23,7 +23,7 @@ def brute_force_posterior(model: CompiledModel, row: pd.DataFrame, block: int = 
     states = finding_states(model, row)[0]
     blank = [v for v in range(len(codes)) if codes[v] < 0]
     age = row["age"].to_numpy(dtype=float)
-    lab_values = {lab.name: float(row[lab.name].iloc[0]) for lab in model.kb.labs}
+    lab_values = {lab.name: float(row[lab.name].iloc[0]) for lab in (*model.kb.labs, model.kb.duration)}
 
     log_joint_parts, marg_parts, none_parts = [], [], []
     for values in itertools.product(*(range(model.parent_vars[v].cardinality) for v in blank)):

@@ -111,6 +111,9 @@ def test_every_relation_cites_a_passage(kb):
     seen = 0
     for name, rel in relations(kb):
         seen += 1
+        if getattr(rel, "basis", "seed") == "clinical_assumption":  # the seed does not state it
+            assert rel.source is None and rel.rationale.strip(), name
+            continue
         assert isinstance(rel.source, Passage), f"{name}: source {rel.source!r} is not a Passage"
         assert kb.passages.get(rel.source.id) == rel.source, f"{name}: cites unknown {rel.source.id!r}"
         assert rel.source.section and rel.source.quote.strip(), f"{name}: cites an empty passage"
@@ -173,7 +176,7 @@ def test_all_probabilities_in_unit_interval(kb):
     for flag in kb.red_flags:
         probs.update({f"red flag {flag.name} #{i}": p for i, p in enumerate(_prob_thresholds(flag.when))})
     probs["specialist threshold"] = kb.specialist_threshold
-    probs["routine threshold"] = kb.routine_threshold
+    probs["not self-care threshold"] = kb.triage_default.not_self_care_at
     outside = {k: v for k, v in probs.items() if not 0 <= v <= 1}
     assert not outside, f"probabilities outside [0, 1]: {outside}"
     assert len(probs) > 150
@@ -232,6 +235,7 @@ R_HTN = index_of(RAW["risk_factors"], "hypertension")
 R_DM = index_of(RAW["risk_factors"], "diabetes")
 FLAG_K = index_of(RAW["red_flags"], "severe_hypokalaemia")
 FLAG_PE = index_of(RAW["red_flags"], "possible_pulmonary_embolism")
+FLAG_SEVERE = index_of(RAW["red_flags"], "severe_persistent_fatigue")
 C_VASC = index_of(RAW["conditions"], "vasculitis")
 N_DECOND_EFFECTS = len(RAW["conditions"][C_DECOND]["effects"])
 N_FATIGUE_LINKS = len(RAW["findings"][F_FATIGUE]["links"])
@@ -355,9 +359,29 @@ ERRORS = [
         id="source-not-a-passage",
     ),
     pytest.param(
-        _set(("red_flags", FLAG_K, "source"), "severe_hypokalaemia"),
-        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': source 'severe_hypokalaemia' is not a passage",
+        _set(("red_flags", FLAG_SEVERE, "source"), "severity"),
+        f"red_flags[{FLAG_SEVERE}] 'severe_persistent_fatigue': source 'severity' is not a passage",
         id="red-flag-source-not-a-passage",
+    ),
+    pytest.param(
+        _set(("red_flags", FLAG_K, "source"), "diuretic_electrolytes"),
+        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': a clinical assumption cites no seed `source`",
+        id="clinical-assumption-with-a-source",
+    ),
+    pytest.param(
+        _delete(("red_flags", FLAG_K, "rationale")),
+        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': `basis: clinical_assumption` needs a one-line `rationale`",
+        id="clinical-assumption-without-rationale",
+    ),
+    pytest.param(
+        _set(("red_flags", FLAG_K, "basis"), "folklore"),
+        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': basis 'folklore' is not one of ('seed', 'clinical_assumption')",
+        id="unknown-basis",
+    ),
+    pytest.param(
+        _set(("red_flags", FLAG_SEVERE, "rationale"), "because"),
+        f"red_flags[{FLAG_SEVERE}] 'severe_persistent_fatigue': `rationale` goes with `basis: clinical_assumption`",
+        id="seed-relation-with-a-rationale",
     ),
     pytest.param(
         _delete(("risk_factors", R_HTN, "effects", 1, "assumed")),
@@ -406,13 +430,14 @@ ERRORS = [
         id="red-flag-unknown-field",
     ),
     pytest.param(
-        _set(("red_flags", FLAG_PE, "when", "all", 1, "any", 0, "field"), "chest_pains"),
-        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[1].any[0]: unknown field 'chest_pains'",
+        _set(("red_flags", FLAG_PE, "when", "all", 0, "any", 0, "field"), "chest_pains"),
+        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[0].any[0]: unknown field 'chest_pains'",
         id="red-flag-unknown-nested-field",
     ),
     pytest.param(
-        _set(("red_flags", FLAG_PE, "when", "all", 0, "prob"), "pulmonary_embolism"),
-        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[0]: unknown condition 'pulmonary_embolism'",
+        _set(("red_flags", FLAG_PE, "when", "all", 1, "any", 5, "prob"), "pulmonary_embolism"),
+        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[1].any[5]: "
+        "unknown condition 'pulmonary_embolism'",
         id="red-flag-unknown-condition",
     ),
     pytest.param(
@@ -455,12 +480,13 @@ ERRORS = [
     ),
     pytest.param(
         _rename(("conditions", C_DECOND), "effects", "efects"),
-        f"{DECOND}: unknown key(s) ['efects'] (allowed: name, base_rate, effects, source, assumed, cause)",
+        f"{DECOND}: unknown key(s) ['efects'] "
+        "(allowed: name, base_rate, effects, source, basis, rationale, assumed, cause)",
         id="unknown-key-in-condition",
     ),
     pytest.param(
         _rename(("findings", F_FATIGUE), "links", "link"),
-        f"{FATIGUE}: unknown key(s) ['link'] (allowed: name, field, leak, links, source, assumed)",
+        f"{FATIGUE}: unknown key(s) ['link'] (allowed: name, field, leak, links, source, basis, rationale, assumed)",
         id="unknown-key-in-finding",
     ),
     pytest.param(
@@ -489,14 +515,19 @@ ERRORS = [
         id="specialist-cause-twice",
     ),
     pytest.param(
-        _delete(("complaint", "symptom_duration_weeks", "sd_log")),
-        f"{DURATION}: missing `sd_log`",
+        _delete(("complaint", "symptom_duration_weeks", "abnormal")),
+        f"{DURATION}: missing `abnormal`",
         id="duration-missing-key",
     ),
     pytest.param(
-        _set(("complaint", "symptom_duration_weeks", "min"), 2000),
-        f"{DURATION}: needs median > 0, sd_log > 0, step > 0 and min < max",
-        id="duration-min-above-max",
+        _set(("complaint", "symptom_duration_weeks", "step"), 0),
+        f"{DURATION}: step must be positive",
+        id="duration-step-not-positive",
+    ),
+    pytest.param(
+        _set(("complaint", "symptom_duration_weeks", "parent"), "diabetes"),
+        f"{DURATION}: unknown key(s) ['parent']",
+        id="duration-has-no-parent",
     ),
     pytest.param(
         _swap_conditions(C_DECOND, C_PAD),

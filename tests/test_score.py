@@ -433,3 +433,42 @@ def test_score_chunk_is_pure(store, base_rows):
     # each row's scores depend on that row alone: reversed input, reversed output
     reversed_ = score_chunk(typed.iloc[::-1], store.loaded.model, KB, "v-test")
     assert reversed_.equals(first.take(list(range(14, -1, -1))))
+
+
+# --------------------------------------------------------------- 7. coherent cause probabilities
+
+FORM_CELLS = {
+    col.name: (
+        ["yes", "no", ""]
+        if col.kind == "yes_no"
+        else [*col.categories, ""]
+        if col.kind == "category"
+        else [f"{col.min:g}", f"{(col.min + col.max) / 2:g}", f"{col.max:g}", ""]
+    )
+    for col in SCHEMA.columns
+    if not col.required
+}
+
+
+@st.composite
+def sparse_forms(draw, n: int = 12) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        fields = draw(st.lists(st.sampled_from(sorted(FORM_CELLS)), unique=True, max_size=20))
+        rows.append({"record_id": f"f{i}", "age": str(draw(st.integers(18, 110))), **{
+            f: draw(st.sampled_from(FORM_CELLS[f])) for f in fields
+        }})  # fmt: skip
+    return pd.DataFrame(rows).fillna("")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=sparse_forms())
+def test_cause_probabilities_are_coherent_on_every_row(store, raw):
+    """max(its conditions) <= P(cause) <= min(1, sum of its conditions): a union of events."""
+    scores = score_chunk(validate_frame(raw, SCHEMA).typed, store.loaded.model, KB, "v").to_pandas()
+    for cause in SCHEMA.causes:
+        members = scores[[f"p_{c}" for c in cause.conditions]]
+        p = scores[f"p_cause_{cause.name}"]
+        tolerance = 10**-6  # the file's six decimals
+        assert (p >= members.max(axis=1) - tolerance).all(), cause.name
+        assert (p <= members.sum(axis=1).clip(upper=1.0) + tolerance).all(), cause.name

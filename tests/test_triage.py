@@ -6,6 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from helpers import KB, SCHEMA
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.intake.stream import validate_frame
 from pipeline.scoring.triage import triage_columns
@@ -35,55 +37,75 @@ def triage_one(fields: dict[str, str], probs: dict[str, float]) -> dict[str, str
 
 
 DVT = {"p_deep_vein_thrombosis": 0.5, "p_cause_circulation": 0.5}
+NONE: dict[str, float] = {}
+LEVEL = {name: rank for rank, name in enumerate(SCHEMA.triage_levels)}  # 0 = most pressing
+BENIGN = {"soreness_only_after_exercise": "yes", "symptom_duration_weeks": "1", "severity": "3"}
 
 
 @pytest.mark.parametrize(
     ("fields", "probs", "triage", "flags"),
     [
-        ({"laterality": "one_leg", "leg_swelling": "yes"}, DVT, "urgent", ["likely_dvt"]),
-        ({"laterality": "one_leg", "calf_pain_tenderness_warmth": "yes"}, DVT, "urgent", ["likely_dvt"]),
-        (
-            {"laterality": "one_leg", "leg_swelling": "yes", "chest_pain": "yes"},
-            DVT,
-            "emergency",
-            ["possible_pulmonary_embolism", "likely_dvt"],
-        ),
+        # pulmonary embolism: from the form alone, whatever the probability
+        ({"chest_pain": "yes", "recent_immobilization": "yes"}, NONE, "emergency", ["possible_pulmonary_embolism"]),
+        ({"shortness_of_breath": "yes", "prior_dvt": "yes"}, NONE, "emergency", ["possible_pulmonary_embolism"]),
+        ({"shortness_of_breath": "yes", "d_dimer_ng_ml": "900"}, NONE, "emergency", ["possible_pulmonary_embolism"]),
         ({"shortness_of_breath": "yes"}, DVT, "emergency", ["possible_pulmonary_embolism"]),
-        ({"pain_at_rest": "yes", "abi": "0.4"}, {}, "urgent", ["rest_pain_arterial_disease"]),
+        (
+            {"chest_pain": "yes", "shortness_of_breath": "yes"},
+            NONE,
+            "emergency",
+            ["chest_pain_with_breathlessness"],
+        ),
+        (
+            {"laterality": "one_leg", "leg_swelling": "yes", "calf_pain_tenderness_warmth": "yes", "chest_pain": "yes"},
+            NONE,
+            "emergency",
+            ["possible_pulmonary_embolism", "likely_acute_dvt"],
+        ),
+        # acute DVT: the signs, with laterality blank or one leg
+        ({"leg_swelling": "yes", "calf_pain_tenderness_warmth": "yes"}, NONE, "urgent", ["likely_acute_dvt"]),
+        ({"leg_swelling": "yes", "onset": "sudden"}, NONE, "urgent", ["likely_acute_dvt"]),
+        ({"calf_pain_tenderness_warmth": "yes", "recent_immobilization": "yes"}, NONE, "urgent", ["likely_acute_dvt"]),
+        ({"laterality": "one_leg", "leg_swelling": "yes"}, DVT, "urgent", ["likely_acute_dvt"]),
+        # critical limb ischaemia
+        ({"pain_at_rest": "yes", "abi": "0.6"}, NONE, "urgent", ["critical_limb_ischaemia"]),
+        (
+            {"pain_at_rest": "yes", "pain_on_walking_relieved_by_rest": "yes"},
+            NONE,
+            "urgent",
+            ["critical_limb_ischaemia"],
+        ),
+        ({"abi": "0.35"}, NONE, "urgent", ["critical_limb_ischaemia"]),
         (
             {"pain_at_rest": "yes"},
             {"p_peripheral_artery_disease": 0.35, "p_cause_circulation": 0.35},
             "urgent",
-            ["rest_pain_arterial_disease"],
+            ["critical_limb_ischaemia"],
         ),
-        ({"potassium_mmol_l": "2.8"}, {}, "urgent", ["severe_hypokalaemia"]),
-        ({"ck_u_l": "6000"}, {}, "urgent", ["very_high_ck"]),
-        ({"hemoglobin_g_dl": "7.5"}, {}, "urgent", ["severe_anaemia"]),
+        # a new neurological deficit, whatever the stroke history (blank, no, or a previous stroke)
+        ({"onset": "sudden", "muscle_weakness": "yes"}, NONE, "emergency", ["new_neurological_deficit"]),
         (
-            {"onset": "sudden", "laterality": "one_leg", "muscle_weakness": "yes", "prior_stroke": "no"},
-            {},
-            "urgent",
+            {"onset": "sudden", "muscle_weakness": "yes", "laterality": "one_leg", "prior_stroke": "yes"},
+            NONE,
+            "emergency",
             ["new_neurological_deficit"],
         ),
-        ({"unintended_weight_loss": "yes"}, {}, "routine", ["unintended_weight_loss"]),
-        ({"severity": "7"}, {}, "routine", ["severe_persistent_fatigue"]),
-        # nothing worrying
-        (
-            {"laterality": "both_legs", "leg_swelling": "no", "potassium_mmol_l": "4.1", "severity": "3"},
-            {},
-            "self_care",
-            [],
-        ),
-        ({}, {"p_vitamin_d_deficiency": 0.5, "p_cause_nutrient": 0.5}, "routine", []),
+        # labs
+        ({"potassium_mmol_l": "2.8"}, NONE, "urgent", ["severe_hypokalaemia"]),
+        ({"potassium_mmol_l": "6.3"}, NONE, "urgent", ["severe_hyperkalaemia"]),
+        ({"magnesium_mg_dl": "1.0"}, NONE, "urgent", ["severe_hypomagnesaemia"]),
+        ({"ck_u_l": "6000"}, NONE, "urgent", ["very_high_ck"]),
+        ({"hemoglobin_g_dl": "7.5"}, NONE, "urgent", ["severe_anaemia"]),
+        ({"unintended_weight_loss": "yes"}, NONE, "routine", ["unintended_weight_loss"]),
+        ({"severity": "7"}, NONE, "routine", ["severe_persistent_fatigue"]),
         # near misses: each rule's condition just fails
-        ({"laterality": "both_legs", "leg_swelling": "yes"}, DVT, "routine", []),
-        ({"leg_swelling": "yes"}, DVT, "routine", []),  # laterality blank satisfies no field test
-        ({"laterality": "one_leg", "leg_swelling": "yes"}, {"p_deep_vein_thrombosis": 0.15}, "self_care", []),
-        ({"pain_at_rest": "yes", "abi": "0.6"}, {}, "self_care", []),
-        ({"pain_at_rest": "no", "abi": "0.4"}, {}, "self_care", []),
-        ({"potassium_mmol_l": "3.0"}, {}, "self_care", []),
-        ({"onset": "sudden", "laterality": "one_leg", "muscle_weakness": "yes"}, {}, "self_care", []),
-        ({"severity": "6"}, {}, "self_care", []),
+        ({"laterality": "both_legs", "leg_swelling": "yes", "calf_pain_tenderness_warmth": "yes"}, NONE, "routine", []),
+        ({"leg_swelling": "yes"}, NONE, "routine", []),
+        ({"shortness_of_breath": "yes"}, NONE, "routine", []),
+        ({"pain_at_rest": "yes", "abi": "0.95"}, NONE, "routine", []),
+        ({"potassium_mmol_l": "3.0"}, NONE, "routine", []),
+        ({"onset": "sudden", "muscle_weakness": "yes", "laterality": "both_legs"}, NONE, "routine", []),
+        ({"severity": "6"}, NONE, "routine", []),
     ],
 )
 def test_triage_rules_fire_where_written(fields, probs, triage, flags):
@@ -92,9 +114,43 @@ def test_triage_rules_fire_where_written(fields, probs, triage, flags):
     assert out["red_flags"] == ";".join(flags)
 
 
-def test_nothing_worrying_is_self_care_with_primary_care_only():
-    out = triage_one({}, {})
-    assert out == {"top_conditions": "", "triage": "self_care", "red_flags": "", "specialists": "primary_care"}
+def test_a_form_with_only_the_required_fields_is_routine():
+    out = triage_one({}, NONE)
+    assert out == {"top_conditions": "", "triage": "routine", "red_flags": "", "specialists": "primary_care"}
+
+
+def test_self_care_only_for_short_mild_soreness_after_exercise():
+    assert triage_one(BENIGN, NONE)["triage"] == "self_care"
+    for field, value in [
+        ("symptom_duration_weeks", "3"),  # persistent: evaluate (FAQ 1, conclusion)
+        ("severity", "6"),
+        ("soreness_only_after_exercise", "no"),
+        ("numbness_tingling", "yes"),  # a concerning symptom
+        ("leg_swelling", "yes"),
+        ("muscle_weakness", "yes"),
+    ]:
+        assert triage_one({**BENIGN, field: value}, NONE)["triage"] == "routine", field
+    for field in BENIGN:  # self-care needs the benign answers: a blank is doubt, so routine
+        form = {k: v for k, v in BENIGN.items() if k != field}
+        assert triage_one(form, NONE)["triage"] == "routine", field
+    likely = {"p_vitamin_d_deficiency": 0.4, "p_cause_nutrient": 0.4}
+    assert triage_one(BENIGN, likely)["triage"] == "routine"
+
+
+def test_every_red_flag_fires_with_each_guard_field_blank():
+    """Each flag's example with its narrowing fields (laterality, stroke history) left blank."""
+    for fields in [
+        {"leg_swelling": "yes", "calf_pain_tenderness_warmth": "yes"},
+        {"onset": "sudden", "muscle_weakness": "yes"},
+        {"chest_pain": "yes", "calf_pain_tenderness_warmth": "yes"},
+    ]:
+        assert LEVEL[triage_one(fields, NONE)["triage"]] <= LEVEL["urgent"], fields
+
+
+def test_emergency_signs_do_not_depend_on_the_model():
+    form = {"chest_pain": "yes", "recent_immobilization": "yes"}
+    zero = {c: 0.0 for c in SCHEMA.probability_columns}
+    assert triage_one(form, zero)["triage"] == "emergency"
 
 
 @pytest.mark.parametrize(
@@ -149,3 +205,71 @@ def test_triage_is_vectorised_row_by_row():
     for i, (fields, probs) in enumerate(cases):
         alone = triage_one(fields, probs)
         assert {k: v[i].as_py() for k, v in together.items()} == alone
+
+
+# ------------------------------------------------------------------ properties: blanks and probabilities
+
+
+def _rule_tests(rule: dict):
+    for key in ("all", "any"):
+        for sub in rule.get(key, []):
+            yield from _rule_tests(sub)
+    if "not" in rule:
+        yield from _rule_tests(rule["not"])
+    if "field" in rule or "prob" in rule:
+        yield rule
+
+
+RULES = [flag.when for flag in KB.red_flags] + [KB.triage_default.self_care_when]
+RULE_FIELDS = sorted({t["field"] for r in RULES for t in _rule_tests(r) if "field" in t})
+RULE_PROBS = sorted({t["prob"] for r in RULES for t in _rule_tests(r) if "prob" in t})
+
+
+def _field_values(name: str) -> list[str]:
+    """Every answer that matters to the rules: yes/no, each category, each threshold and its neighbours."""
+    col = SCHEMA.column(name)
+    if col.kind == "yes_no":
+        return ["yes", "no"]
+    if col.kind == "category":
+        return list(col.categories)
+    cuts = {v for r in RULES for t in _rule_tests(r) if t.get("field") == name for k, v in t.items() if k != "field"}
+    step = 1 if col.kind == "integer" else 0.1
+    values = {col.min, col.max} | {c + d for c in cuts for d in (-step, 0, step)}
+    return [f"{v:g}" for v in sorted(v for v in values if col.min <= v <= col.max)]
+
+
+def _levels(forms: list[dict[str, str]], probs: dict[str, float]) -> list[int]:
+    out = triage_columns(KB, typed_rows(*forms).reset_index(drop=True), probs_frame(*[probs] * len(forms)))
+    return [LEVEL[v] for v in out["triage"].to_pylist()]
+
+
+@st.composite
+def forms_and_probs(draw):
+    fields = draw(st.lists(st.sampled_from(RULE_FIELDS), unique=True, max_size=8))
+    form = {f: draw(st.sampled_from(_field_values(f))) for f in fields}
+    probs = {f"p_{c}": draw(st.sampled_from([0.0, 0.05, 0.12, 0.25, 0.6])) for c in RULE_PROBS}
+    for cause in SCHEMA.causes:  # coherent causes: at least the largest of their conditions
+        probs[f"p_cause_{cause.name}"] = max(probs.get(f"p_{c}", 0.01) for c in cause.conditions)
+    return form, probs
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=forms_and_probs(), field=st.sampled_from(RULE_FIELDS))
+def test_blanking_a_field_never_lowers_triage_below_what_the_other_answers_require(case, field):
+    """Whatever the blank field's true answer, the form with it blank is triaged at least as
+    pressingly as the least pressing of those answers: a blank never silences a red flag."""
+    form, probs = case
+    blank = {k: v for k, v in form.items() if k != field}
+    answers = [{**blank, field: v} for v in _field_values(field)]
+    blank_level, *answer_levels = _levels([blank, *answers], probs)
+    assert blank_level <= max(answer_levels), (blank, field)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=forms_and_probs(), condition=st.sampled_from(RULE_PROBS))
+def test_a_higher_probability_never_lowers_triage(case, condition):
+    form, probs = case
+    higher = {**probs, f"p_{condition}": 0.9}
+    cause = SCHEMA.cause_of(condition)
+    higher[f"p_cause_{cause}"] = max(higher[f"p_cause_{cause}"], 0.9)
+    assert _levels([form], higher)[0] <= _levels([form], probs)[0]

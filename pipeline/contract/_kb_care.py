@@ -14,6 +14,7 @@ from pipeline.contract._kb_reader import (
 from pipeline.contract.knowledge import (  # fmt: skip
     RedFlag,
     Tip,
+    TriageDefault,
 )
 
 
@@ -34,7 +35,8 @@ def read_red_flags(r: Reader) -> tuple[RedFlag, ...]:
             rules.check_rule(when, r.schema, f"{where}.when")
         except rules.RuleError as err:
             r.fail(err.where, err.message)
-        flags.append(RedFlag(name, triage, when, r.source(entry, where), r.assumed(entry, where)))
+        basis, rationale = r.grounds(entry, where)
+        flags.append(RedFlag(name, triage, when, r.source(entry, where), r.assumed(entry, where), basis, rationale))
     return tuple(flags)
 
 
@@ -65,12 +67,27 @@ def read_specialists(r: Reader) -> tuple[dict, dict[str, str]]:
     return spec, by_cause
 
 
-def read_triage_default(r: Reader) -> dict:
-    entry = r.need(r.raw, "triage_default", "triage_default")
-    r.check_keys(entry, TRIAGE_DEFAULT_KEYS, "triage_default")
-    r.source(entry, "triage_default")
-    r.assumed(entry, "triage_default")
-    return entry
+def read_triage_default(r: Reader) -> TriageDefault:
+    where = "triage_default"
+    entry = r.need(r.raw, "triage_default", where)
+    r.check_keys(entry, TRIAGE_DEFAULT_KEYS, where)
+    level = r.need(entry, "level", where)
+    if level not in r.schema.triage_levels or level == "self_care":
+        r.fail(where, f"level {level!r} must be a triage level above self_care")
+    rule = r.need(entry, "self_care_when", where)
+    try:
+        rules.check_rule(rule, r.schema, f"{where}.self_care_when")
+    except rules.RuleError as err:
+        r.fail(err.where, err.message)
+    return TriageDefault(
+        level=level,
+        self_care_when=rule,
+        not_self_care_at=r.probability(entry, "not_self_care_if_any_condition_at_least", where),
+        source=r.source(entry, where),
+        assumed=r.assumed(entry, where),
+        basis=r.grounds(entry, where)[0],
+        rationale=r.grounds(entry, where)[1],
+    )
 
 
 def read_tips(r: Reader) -> tuple[Tip, ...]:

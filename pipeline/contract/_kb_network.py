@@ -144,39 +144,54 @@ def read_labs(r: Reader, conditions: set[str], risk_factors: set[str]) -> tuple[
             r.fail(where, "defined twice")
         seen.add(name)
         r.check_keys(entry, LAB_KEYS, where)
-        scale = r.need(entry, "scale", where)
-        if scale not in ("log", "linear"):
-            r.fail(where, f"scale must be log or linear, got {scale!r}")
-        dists = {}
-        for part in ("normal", "abnormal"):
-            spec, w = r.need(entry, part, where), f"{where}.{part}"
-            r.check_keys(spec, DISTRIBUTION_KEYS, w)
-            dists[part] = Distribution(r.number(spec, "mean", w), r.number(spec, "sd", w))
-            if dists[part].sd <= 0:
-                r.fail(w, "sd must be positive")
-        parent = entry.get("parent", "") or ""
-        if parent and parent not in risk_factors:
-            r.fail(where, f"parent {parent!r} is not a risk factor")
-        if parent and entry.get("links"):
-            r.fail(where, "a lab has either a parent or condition links, not both")
-        step = r.number(entry, "step", where)
-        if step <= 0:
-            r.fail(where, "step must be positive")
-        labs.append(
-            Lab(
-                name=name,
-                scale=scale,
-                step=step,
-                normal=dists["normal"],
-                abnormal=dists["abnormal"],
-                source=r.source(entry, where),
-                assumed=r.assumed(entry, where),
-                leak=0.0 if parent else r.probability(entry, "leak", where),
-                links=() if parent else read_links(r, entry, where, conditions),
-                parent=parent,
-            )
-        )
+        labs.append(read_measurement(r, entry, name, where, conditions, risk_factors))
     return tuple(labs)
+
+
+def read_duration(r: Reader, conditions: set[str]) -> Lab:
+    """The complaint's duration: a measurement like a lab, recent (abnormal) by noisy-OR of conditions."""
+    complaint = r.need(r.raw, "complaint", "complaint")
+    r.check_keys(complaint, ("symptom_duration_weeks",), "complaint")
+    entry = r.need(complaint, "symptom_duration_weeks", "complaint")
+    where = "complaint.symptom_duration_weeks"
+    r.check_keys(entry, tuple(k for k in LAB_KEYS if k not in ("name", "parent")), where)
+    return read_measurement(r, entry, "symptom_duration_weeks", where, conditions, set())
+
+
+def read_measurement(
+    r: Reader, entry: dict, name: str, where: str, conditions: set[str], risk_factors: set[str]
+) -> Lab:
+    """A number drawn from its normal or abnormal distribution (abnormal by noisy-OR, or by a risk factor)."""
+    scale = r.need(entry, "scale", where)
+    if scale not in ("log", "linear"):
+        r.fail(where, f"scale must be log or linear, got {scale!r}")
+    dists = {}
+    for part in ("normal", "abnormal"):
+        spec, w = r.need(entry, part, where), f"{where}.{part}"
+        r.check_keys(spec, DISTRIBUTION_KEYS, w)
+        dists[part] = Distribution(r.number(spec, "mean", w), r.number(spec, "sd", w))
+        if dists[part].sd <= 0:
+            r.fail(w, "sd must be positive")
+    parent = entry.get("parent", "") or ""
+    if parent and parent not in risk_factors:
+        r.fail(where, f"parent {parent!r} is not a risk factor")
+    if parent and entry.get("links"):
+        r.fail(where, "a lab has either a parent or condition links, not both")
+    step = r.number(entry, "step", where)
+    if step <= 0:
+        r.fail(where, "step must be positive")
+    return Lab(
+        name=name,
+        scale=scale,
+        step=step,
+        normal=dists["normal"],
+        abnormal=dists["abnormal"],
+        source=r.source(entry, where),
+        assumed=r.assumed(entry, where),
+        leak=0.0 if parent else r.probability(entry, "leak", where),
+        links=() if parent else read_links(r, entry, where, conditions),
+        parent=parent,
+    )
 
 
 def check_condition_order(r: Reader, conditions: tuple[LogisticNode, ...]) -> None:

@@ -1,20 +1,17 @@
-"""Passages, bands, population presets, the complaint duration and blank rates."""
+"""Passages, bands, population presets and blank rates."""
 
 from __future__ import annotations
 
 from pipeline.contract._kb_reader import (
     BAND_KEYS,
     BLANK_RATE_KEYS,
-    DURATION_KEYS,
     NUMERIC_KEYS,
     PASSAGE_KEYS,
     POPULATION_KEYS,
-    RATIONALE,
     Reader,
 )  # fmt: skip
 from pipeline.contract.knowledge import (  # fmt: skip
     Band,
-    DurationModel,
     NumericDistribution,
     Passage,
     Population,
@@ -97,20 +94,6 @@ def read_populations(r: Reader, bands: dict[str, Band]) -> dict[str, Population]
     if "general" not in pops:
         r.fail("populations", "a `general` population is required")
     return pops
-
-
-def read_duration(r: Reader) -> DurationModel:
-    where = "complaint.symptom_duration_weeks"
-    complaint = r.need(r.raw, "complaint", "complaint")
-    r.check_keys(complaint, ("symptom_duration_weeks",), "complaint")
-    dur = r.need(complaint, "symptom_duration_weeks", "complaint")
-    r.check_keys(dur, (*DURATION_KEYS, *RATIONALE), where)
-    r.source(dur, where)
-    r.assumed(dur, where)
-    v = {k: r.number(dur, k, where) for k in DURATION_KEYS}
-    if not (v["median"] > 0 and v["sd_log"] > 0 and v["step"] > 0 and v["min"] < v["max"]):
-        r.fail(where, "needs median > 0, sd_log > 0, step > 0 and min < max")
-    return DurationModel(**v)
 
 
 def read_blank_rates(r: Reader) -> dict[str, float]:

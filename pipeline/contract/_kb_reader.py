@@ -15,7 +15,8 @@ TOP_KEYS = (
     "conditions", "findings", "labs", "blank_rates", "specialists", "red_flags", "triage_default",
     "tips",
 )  # fmt: skip
-RATIONALE = ("source", "assumed")
+RATIONALE = ("source", "basis", "rationale", "assumed")
+BASES = ("seed", "clinical_assumption")  # `source:` a seed passage, or `basis: clinical_assumption` + rationale
 PASSAGE_KEYS = ("section", "quote")
 BAND_KEYS = ("cuts", "labels")
 POPULATION_KEYS = ("description", "assumed", "risk_factor_log_odds_shift")  # + the person fields
@@ -32,7 +33,7 @@ BLANK_RATE_KEYS = ("by_group", "by_field", *RATIONALE)
 SPECIALIST_KEYS = ("first", "threshold", "by_cause", *RATIONALE)
 BY_CAUSE_KEYS = ("cause", "specialist", "source")
 RED_FLAG_KEYS = ("name", "triage", "when", *RATIONALE)
-TRIAGE_DEFAULT_KEYS = ("routine_if_any_condition_at_least", *RATIONALE)
+TRIAGE_DEFAULT_KEYS = ("level", "self_care_when", "not_self_care_if_any_condition_at_least", *RATIONALE)
 TIP_KEYS = ("number", "title", "causes", "source")
 
 
@@ -74,11 +75,31 @@ class Reader:
             self.fail(where, f"`{key}` = {entry[key]} is outside {interval}")
         return float(value)
 
-    def source(self, entry: dict, where: str) -> Passage:
+    def source(self, entry: dict, where: str) -> Passage | None:
+        """The seed passage the entry rests on; None for a clinical assumption (see `grounds`)."""
+        if self.grounds(entry, where)[0] == "clinical_assumption":
+            return None
         ref = self.need(entry, "source", where)
         if ref not in self.passages:
             self.fail(where, f"source {ref!r} is not a passage of the seed")
         return self.passages[ref]
+
+    def grounds(self, entry: dict, where: str) -> tuple[str, str]:
+        """(basis, rationale): `seed` when a `source:` passage states the relation, or
+        `clinical_assumption` with a one-line rationale when the seed does not state it."""
+        basis = entry.get("basis", "seed") if isinstance(entry, dict) else "seed"
+        if basis not in BASES:
+            self.fail(where, f"basis {basis!r} is not one of {BASES}")
+        if basis == "seed":
+            if "rationale" in entry:
+                self.fail(where, "`rationale` goes with `basis: clinical_assumption`; a seed relation cites `source`")
+            return "seed", ""
+        if "source" in entry:
+            self.fail(where, "a clinical assumption cites no seed `source` (the seed does not state it)")
+        rationale = entry.get("rationale")
+        if not isinstance(rationale, str) or not rationale.strip():
+            self.fail(where, "`basis: clinical_assumption` needs a one-line `rationale`")
+        return "clinical_assumption", rationale
 
     def assumed(self, entry: dict, where: str) -> str:
         text = self.need(entry, "assumed", where)

@@ -123,21 +123,28 @@ class Population:
 
 
 @dataclass(frozen=True)
-class DurationModel:
-    median: float
-    sd_log: float
-    min: float
-    max: float
-    step: float
-
-
-@dataclass(frozen=True)
 class RedFlag:
     name: str
     triage: str
     when: dict
-    source: Passage
+    source: Passage | None  # None: a clinical assumption, see `rationale`
     assumed: str
+    basis: str = "seed"
+    rationale: str = ""
+
+
+@dataclass(frozen=True)
+class TriageDefault:
+    """The level when no red flag fires: `level`, or `self_care` only where the form shows a short,
+    mild, benign presentation (`self_care_when`) and no condition reaches `not_self_care_at`."""
+
+    level: str
+    self_care_when: dict
+    not_self_care_at: float
+    source: Passage | None
+    assumed: str
+    basis: str = "seed"
+    rationale: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,7 +161,7 @@ class KnowledgeBase:
     passages: dict[str, Passage]
     bands: dict[str, Band]
     populations: dict[str, Population]
-    duration: DurationModel
+    duration: Lab  # the complaint's duration in weeks: persistent (normal) or recent (abnormal)
     risk_factors: tuple[LogisticNode, ...]
     conditions: tuple[LogisticNode, ...]
     findings: tuple[Finding, ...]
@@ -164,7 +171,7 @@ class KnowledgeBase:
     specialist_threshold: float
     specialist_by_cause: dict[str, str]
     red_flags: tuple[RedFlag, ...]
-    routine_threshold: float
+    triage_default: TriageDefault
     tips: tuple[Tip, ...]
     sha256: str
     schema: Schema = field(repr=False)
@@ -191,3 +198,36 @@ def person_factor_names(schema: Schema, bands: dict[str, Band]) -> list[str]:
         else:
             names.extend(f"{col.name}={v}" for v in bands[col.name].labels)
     return names
+
+
+def relations(kb: KnowledgeBase):
+    """Every relation of the knowledge base that rests on something: (name, object with `source`)."""
+    for group, nodes in (("risk factor", kb.risk_factors), ("condition", kb.conditions)):
+        for node in nodes:
+            yield f"{group} {node.name}", node
+            for eff in node.effects:
+                yield f"{group} {node.name} effect {eff.factor}", eff
+    for item in (*kb.findings, *kb.labs, kb.duration):
+        yield f"{item.name}", item
+        for link in item.links:
+            yield f"{item.name} link {link.condition}", link
+    for flag in kb.red_flags:
+        yield f"red flag {flag.name}", flag
+    yield "triage default", kb.triage_default
+
+
+def basis_counts(kb: KnowledgeBase) -> dict[str, int]:
+    """How many relations rest on a seed passage and how many on a stated clinical assumption."""
+    counts = {"seed": 0, "clinical_assumption": 0}
+    for _, rel in relations(kb):
+        counts[getattr(rel, "basis", "seed")] += 1
+    return counts
+
+
+def basis_lines(kb: KnowledgeBase) -> list[str]:
+    counts = basis_counts(kb)
+    return [
+        f"{counts['seed']} relations cite a seed passage that states them; {counts['clinical_assumption']} are "
+        "clinical assumptions the seed does not state, each with its rationale (data/knowledge_base.yaml). "
+        "Every number is an assumption with its own rationale (`assumed:`).",
+    ]

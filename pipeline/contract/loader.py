@@ -37,7 +37,6 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
     _kb_population.read_passages(r)
     bands = _kb_population.read_bands(r)
     populations = _kb_population.read_populations(r, bands)
-    duration = _kb_population.read_duration(r)
 
     factors = person_factor_names(schema, bands)
     risk_factors = _kb_network.read_logistic_nodes(r, "risk_factors", factors, grows=True)
@@ -50,6 +49,7 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
     cond_set = set(schema.conditions)
     rf_set = {n.name for n in risk_factors}
     findings = _kb_network.read_findings(r, cond_set)
+    duration = _kb_network.read_duration(r, cond_set)
     labs = _kb_network.read_labs(r, cond_set, rf_set)
     modelled = (
         rf_set
@@ -80,7 +80,7 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
         specialist_threshold=r.probability(spec, "threshold", "specialists"),
         specialist_by_cause=by_cause,
         red_flags=_kb_care.read_red_flags(r),
-        routine_threshold=r.probability(triage_default, "routine_if_any_condition_at_least", "triage_default"),
+        triage_default=triage_default,
         tips=_kb_care.read_tips(r),
         sha256=hashlib.sha256(data).hexdigest(),
         schema=schema,

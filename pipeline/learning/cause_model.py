@@ -29,6 +29,16 @@ def targets(frame: pd.DataFrame, schema: Schema) -> np.ndarray:
     return np.column_stack([conds, *causes])
 
 
+def coherent_cause(estimate: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """A cause's probability held between its likeliest condition and min(1, the sum of its conditions).
+
+    >>> coherent_cause(np.array([0.9, 0.1, 0.3]), np.array([[0.2, 0.3], [0.2, 0.3], [0.2, 0.3]])).round(2).tolist()
+    [0.5, 0.3, 0.3]
+    """
+    low, high = conditions.max(axis=1), np.minimum(1.0, conditions.sum(axis=1))
+    return np.clip(estimate, low, high)
+
+
 class CauseModel(BaseEstimator):
     """Calibrated multi-label probabilities for the conditions and causes of the schema.
 
@@ -109,13 +119,17 @@ class CauseModel(BaseEstimator):
         return np.asarray(self.base_.predict_proba(X), dtype=float)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        """(n, conditions + causes) calibrated probabilities; causes never below their likeliest condition."""
-        p = self.calibrator_.transform(self.predict_uncalibrated(X))
+        """(n, conditions + causes) calibrated probabilities, coherent on every row.
+
+        P(any of a cause's conditions) lies between its likeliest condition and the sum of its
+        conditions (the union bound), so each cause's stacked estimate is held to that interval.
+        """
+        p = np.clip(self.calibrator_.transform(self.predict_uncalibrated(X)), 0.0, 1.0)
         n_cond = len(self.output_columns_) - len(self.cause_members_)
         for g, (members, inputs) in enumerate(zip(self.cause_members_, self._cause_inputs(p), strict=True)):
             stacked = self.cause_calibrators_[g].predict_proba(inputs)[:, 1]
-            p[:, n_cond + g] = np.maximum(stacked, p[:, members].max(axis=1))
-        return np.clip(p, 0.0, 1.0)
+            p[:, n_cond + g] = coherent_cause(stacked, p[:, members])
+        return p
 
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(self.predict_proba(X), columns=self.output_columns_, index=X.index)

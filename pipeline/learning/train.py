@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.contract.knowledge import KnowledgeBase
+from pipeline.contract.knowledge import KnowledgeBase, basis_lines
 from pipeline.contract.loader import default_knowledge_base
 from pipeline.contract.schema import Schema
 from pipeline.learning.cause_model import CauseModel, targets
@@ -23,6 +23,7 @@ from pipeline.learning.features import knowledge_interactions
 from pipeline.learning.judge import judge
 from pipeline.learning.report import intervals, model_report, reliability_diagram
 from pipeline.learning.splits import load_split, oracle_for
+from pipeline.learning.triage_mix import triage_mix, triage_mix_lines
 from pipeline.tracking.model_logging import log_and_register
 from pipeline.tracking.registry import (
     REGISTERED_MODEL,
@@ -124,6 +125,9 @@ def train(
         mlflow.log_metrics({f"val.{k}": v for k, v in summary.items()})
         mlflow.log_metrics({f"val_uncalibrated.{k}": v for k, v in raw_summary.items()})
         mlflow.log_metric("fit_seconds", fit_seconds)
+        mix = triage_mix(kb, val_df, p_val)
+        mlflow.log_metrics({f"val.triage_share.{k}": v for k, v in mix["level"].items()})
+        mlflow.log_metrics({f"val.red_flag_rate.{k}": v for k, v in mix["red_flag"].items()})
         for label, row in table.iterrows():
             mlflow.log_metrics(
                 {f"val.{m}.{label.removeprefix('p_')}": float(v) for m, v in row.items() if np.isfinite(v)}
@@ -155,7 +159,13 @@ def train(
             extra=[
                 f"Before calibration: mean log-loss {raw_summary['mean_log_loss']:.5f}, "
                 f"max ECE {raw_summary['max_ece']:.4f}; after: {summary['mean_log_loss']:.5f}, "
-                f"{summary['max_ece']:.4f}."
+                f"{summary['max_ece']:.4f}.",
+                "",
+                "## Triage and red flags (validation rows, this model's probabilities)",
+                *triage_mix_lines(mix),
+                "",
+                "## What the knowledge base rests on",
+                *basis_lines(kb),
             ],
         )
         (tmp / "model_report.md").write_text(report)

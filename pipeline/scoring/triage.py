@@ -1,7 +1,9 @@
 """Red flags, triage level, top conditions and specialists from the knowledge base's rules.
 
 The rules are data (data/knowledge_base.yaml, `red_flags`, `triage_default`, `specialists`);
-this module applies them to a chunk of typed rows and their probabilities, vectorised.
+this module applies them to a chunk of typed rows and their probabilities, vectorised. A red
+flag sets the most pressing level among those that fire; with none, the level is the
+knowledge base's default (routine), or self-care where the form shows a benign presentation.
 """
 
 from __future__ import annotations
@@ -55,14 +57,16 @@ def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) 
         for k in range(order.shape[1])
     ]
 
-    level = np.full(n, len(levels))
+    level = np.full(n, len(levels))  # len(levels): no red flag has fired
     fired = []
     for flag in kb.red_flags:
         holds = rule_holds(flag.when, typed, probs)
         level = np.where(holds, np.minimum(level, levels.index(flag.triage)), level)
         fired.append(_named_where(holds, flag.name))
-    routine = cond.max(axis=1, initial=0) >= kb.routine_threshold
-    level = np.where(level < len(levels), level, np.where(routine, levels.index("routine"), levels.index("self_care")))
+    default = kb.triage_default
+    benign = rule_holds(default.self_care_when, typed, probs) & (cond.max(axis=1, initial=0) < default.not_self_care_at)
+    fallback = np.where(benign, levels.index("self_care"), levels.index(default.level))
+    level = np.where(level < len(levels), level, fallback)
 
     cause_p = probs[[f"p_cause_{c}" for c in schema.cause_names]].to_numpy()
     by_rank = np.argsort(-cause_p, axis=1, kind="stable")

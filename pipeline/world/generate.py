@@ -125,10 +125,6 @@ def sample_columns(
         parent_on = codes[:, model.var_index(lab.parent)] == 1
         cols[lab.name] = _lab_values(rng, lab, parent_on, col.min, col.max)
 
-    dur = kb.duration
-    weeks = np.exp(np.log(dur.median) + dur.sd_log * rng.standard_normal(n))
-    cols["symptom_duration_weeks"] = np.clip(_round_to_step(weeks, dur.step), dur.min, dur.max)
-
     numbers = pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 8, "0")
     out: dict[str, object] = {schema.id_column: pc.binary_join_element_wise(f"{id_prefix}-", numbers, "")}
     blank_draws = rng.random((len(schema.columns), n))

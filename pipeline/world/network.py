@@ -203,7 +203,8 @@ def compile_model(kb: KnowledgeBase, population: str = "general") -> CompiledMod
     causes = schema.cause_names
     cause_matrix = np.array([[schema.cause_of(c) == g for g in causes] for c in conditions], dtype=float)
     f_leak, f_link = _links(kb.findings, conditions)
-    cond_labs = tuple(lab for lab in kb.labs if not lab.parent)
+    # The complaint's duration is read like a lab: persistent, or recent by noisy-OR (acute DVT).
+    cond_labs = (*(lab for lab in kb.labs if not lab.parent), kb.duration)
     l_leak, l_link = _links(cond_labs, conditions)
     return CompiledModel(
         kb=kb,
