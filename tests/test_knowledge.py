@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.contract._kb_reader import CLINICAL_ASSUMPTION, SEED
 from pipeline.contract.knowledge import KnowledgeBase, KnowledgeBaseError, Passage, Tip
 from pipeline.contract.loader import KB_PATH, default_knowledge_base, load_knowledge_base, parse_knowledge_base
 from pipeline.contract.schema import default_schema
@@ -63,12 +64,13 @@ def relations(kb: KnowledgeBase) -> Iterator[tuple[str, object]]:
         yield f"finding {finding.name}", finding
         for link in finding.links:
             yield f"finding {finding.name} link {link.condition}", link
-    for lab in kb.labs:
+    for lab in (*kb.labs, kb.duration):
         yield f"lab {lab.name}", lab
         for link in lab.links:
             yield f"lab {lab.name} link {link.condition}", link
     for flag in kb.red_flags:
         yield f"red flag {flag.name}", flag
+    yield "triage default", kb.triage_default
     for tip in kb.tips:
         yield f"tip {tip.number}", tip
 
@@ -107,16 +109,18 @@ def test_every_passage_quote_is_verbatim_in_its_seed_section(kb):
     assert all(len(collapse(p.quote)) >= 20 for p in kb.passages.values()), "a quote too short to cite"
 
 
-def test_every_relation_cites_a_passage(kb):
+def test_every_relation_cites_a_passage_or_is_a_clinical_assumption(kb):
     seen = 0
     for name, rel in relations(kb):
         seen += 1
-        if getattr(rel, "basis", "seed") == "clinical_assumption":  # the seed does not state it
-            assert rel.source is None and rel.rationale.strip(), name
-            continue
-        assert isinstance(rel.source, Passage), f"{name}: source {rel.source!r} is not a Passage"
-        assert kb.passages.get(rel.source.id) == rel.source, f"{name}: cites unknown {rel.source.id!r}"
-        assert rel.source.section and rel.source.quote.strip(), f"{name}: cites an empty passage"
+        if rel.basis == SEED:
+            assert isinstance(rel.source, Passage), f"{name}: source {rel.source!r} is not a Passage"
+            assert kb.passages.get(rel.source.id) == rel.source, f"{name}: cites unknown {rel.source.id!r}"
+            assert rel.source.section and rel.source.quote.strip(), f"{name}: cites an empty passage"
+            assert not rel.rationale, f"{name}: a seed relation has a rationale"
+        else:
+            assert rel.basis == CLINICAL_ASSUMPTION, f"{name}: basis {rel.basis!r}"
+            assert rel.source is None and rel.rationale.strip(), f"{name}: clinical assumption without rationale"
     assert seen > 100
     # Sources the loaded objects do not keep: check them in the YAML.
     raw_sources = {
@@ -127,7 +131,17 @@ def test_every_relation_cites_a_passage(kb):
         **{f"specialists.by_cause {e['cause']}": e for e in RAW["specialists"]["by_cause"]},
     }
     for name, entry in raw_sources.items():
-        assert entry.get("source") in kb.passages, f"{name}: source {entry.get('source')!r}"
+        if "basis" in entry:
+            assert entry["basis"] == CLINICAL_ASSUMPTION and entry["rationale"].strip(), name
+        else:
+            assert entry.get("source") in kb.passages, f"{name}: source {entry.get('source')!r}"
+
+
+def test_basis_counts_cover_every_relation(kb):
+    counts = kb.basis_counts()
+    assert set(counts) == {SEED, CLINICAL_ASSUMPTION}
+    assert sum(counts.values()) == sum(1 for _ in relations(kb))
+    assert counts[SEED] > 100 and counts[CLINICAL_ASSUMPTION] > 50
 
 
 def test_every_number_has_an_assumption(kb):
@@ -237,11 +251,13 @@ FLAG_K = index_of(RAW["red_flags"], "severe_hypokalaemia")
 FLAG_PE = index_of(RAW["red_flags"], "possible_pulmonary_embolism")
 FLAG_SEVERE = index_of(RAW["red_flags"], "severe_persistent_fatigue")
 C_VASC = index_of(RAW["conditions"], "vasculitis")
+L_HB = index_of(RAW["labs"], "hemoglobin_g_dl")
 N_DECOND_EFFECTS = len(RAW["conditions"][C_DECOND]["effects"])
 N_FATIGUE_LINKS = len(RAW["findings"][F_FATIGUE]["links"])
 N_HTN_EFFECTS = len(RAW["risk_factors"][R_HTN]["effects"])
 N_BY_CAUSE = len(RAW["specialists"]["by_cause"])
 ONSET = f"findings[{F_ONSET}] 'sudden_onset'"
+PAD = f"conditions[{C_PAD}] 'peripheral_artery_disease'"
 DECOND = f"conditions[{C_DECOND}] 'deconditioning'"
 FATIGUE = f"findings[{F_FATIGUE}] 'general_fatigue'"
 HYPOKALAEMIA = f"red_flags[{FLAG_K}] 'severe_hypokalaemia'"
@@ -284,6 +300,19 @@ def _rename(path: tuple, old: str, new: str) -> Callable[[dict], None]:
         for key in path:
             target = target[key]
         target[new] = target.pop(old)
+
+    return mutate
+
+
+def _unsourced(path: tuple, **fields) -> Callable[[dict], None]:
+    """Drop the entry's `source` and set the given fields (a basis, a rationale)."""
+
+    def mutate(raw: dict) -> None:
+        target = raw
+        for key in path:
+            target = target[key]
+        del target["source"]
+        target.update(fields)
 
     return mutate
 
@@ -364,26 +393,6 @@ ERRORS = [
         id="red-flag-source-not-a-passage",
     ),
     pytest.param(
-        _set(("red_flags", FLAG_K, "source"), "diuretic_electrolytes"),
-        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': a clinical assumption cites no seed `source`",
-        id="clinical-assumption-with-a-source",
-    ),
-    pytest.param(
-        _delete(("red_flags", FLAG_K, "rationale")),
-        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': `basis: clinical_assumption` needs a one-line `rationale`",
-        id="clinical-assumption-without-rationale",
-    ),
-    pytest.param(
-        _set(("red_flags", FLAG_K, "basis"), "folklore"),
-        f"red_flags[{FLAG_K}] 'severe_hypokalaemia': basis 'folklore' is not one of ('seed', 'clinical_assumption')",
-        id="unknown-basis",
-    ),
-    pytest.param(
-        _set(("red_flags", FLAG_SEVERE, "rationale"), "because"),
-        f"red_flags[{FLAG_SEVERE}] 'severe_persistent_fatigue': `rationale` goes with `basis: clinical_assumption`",
-        id="seed-relation-with-a-rationale",
-    ),
-    pytest.param(
         _delete(("risk_factors", R_HTN, "effects", 1, "assumed")),
         f"risk_factors[{R_HTN}] 'hypertension' effect[1]: missing `assumed`",
         id="missing-assumed-on-effect",
@@ -430,8 +439,8 @@ ERRORS = [
         id="red-flag-unknown-field",
     ),
     pytest.param(
-        _set(("red_flags", FLAG_PE, "when", "all", 0, "any", 0, "field"), "chest_pains"),
-        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[0].any[0]: unknown field 'chest_pains'",
+        _set(("red_flags", FLAG_PE, "when", "all", 1, "any", 0, "field"), "chest_pains"),
+        f"red_flags[{FLAG_PE}] 'possible_pulmonary_embolism'.when.all[1].any[0]: unknown field 'chest_pains'",
         id="red-flag-unknown-nested-field",
     ),
     pytest.param(
@@ -480,8 +489,8 @@ ERRORS = [
     ),
     pytest.param(
         _rename(("conditions", C_DECOND), "effects", "efects"),
-        f"{DECOND}: unknown key(s) ['efects'] "
-        "(allowed: name, base_rate, effects, source, basis, rationale, assumed, cause)",
+        f"{DECOND}: unknown key(s) ['efects'] (allowed: name, base_rate, effects, stated_rates, source, basis, "
+        "rationale, assumed, cause)",
         id="unknown-key-in-condition",
     ),
     pytest.param(
@@ -530,6 +539,16 @@ ERRORS = [
         id="duration-has-no-parent",
     ),
     pytest.param(
+        _delete(("triage_default", "self_care_when")),
+        "triage_default: missing `self_care_when`",
+        id="triage-default-without-self-care-rule",
+    ),
+    pytest.param(
+        _set(("triage_default", "level"), "self_care"),
+        "triage_default: level 'self_care' must be a triage level above self_care",
+        id="triage-default-level-self-care",
+    ),
+    pytest.param(
         _swap_conditions(C_DECOND, C_PAD),
         "conditions: must list the schema's conditions in schema order; "
         f"conditions[{C_DECOND}] is 'peripheral_artery_disease', expected 'deconditioning'",
@@ -545,6 +564,84 @@ ERRORS = [
         "tips[1]: tip number 1 given twice",
         id="tip-number-twice",
     ),
+    # The basis of a relation: `source:` or `basis: clinical_assumption` with a `rationale:`.
+    pytest.param(
+        _set(("findings", F_ONSET, "basis"), "clinical_assumption"),
+        f"{ONSET}: has both `source` and `basis`",
+        id="both-source-and-basis",
+    ),
+    pytest.param(
+        _unsourced(("findings", F_ONSET, "links", 0), rationale="acute DVT starts abruptly"),
+        f"{ONSET} link[0]: missing `source` (or `basis: clinical_assumption` with a `rationale`)",
+        id="neither-source-nor-basis",
+    ),
+    pytest.param(
+        _unsourced(("findings", F_ONSET, "links", 0), basis="seed", rationale="acute DVT starts abruptly"),
+        f"{ONSET} link[0]: unknown basis 'seed': the only one is 'clinical_assumption'",
+        id="unknown-basis",
+    ),
+    pytest.param(
+        _unsourced(("findings", F_ONSET, "links", 0), basis="clinical_assumption", rationale="  "),
+        f"{ONSET} link[0]: `basis: clinical_assumption` needs a one-line `rationale`",
+        id="empty-rationale",
+    ),
+    pytest.param(
+        _set(("findings", F_ONSET, "links", 0, "rationale"), "because"),
+        f"{ONSET} link[0]: `rationale` goes with `basis: clinical_assumption`, not with `source`",
+        id="rationale-with-source",
+    ),
+    # Probabilities the engine cannot represent.
+    pytest.param(
+        _set(("findings", F_ONSET, "links", 0, "p"), 1),
+        f"{ONSET} link[0]: `p` = 1 cannot be represented: the engine takes log(1 - p)",
+        id="link-p-of-1",
+    ),
+    pytest.param(
+        _set(("findings", F_ONSET, "leak"), 0),
+        f"{ONSET}: `leak` = 0 cannot be represented: a 'yes' with none of the linked conditions",
+        id="finding-leak-0",
+    ),
+    pytest.param(
+        _set(("findings", F_ONSET, "leak"), 1.0),
+        f"{ONSET}: `leak` = 1.0 cannot be represented: the finding would always be present",
+        id="finding-leak-1",
+    ),
+    pytest.param(
+        _set(("labs", L_HB, "leak"), 0.0),
+        f"labs[{L_HB}] 'hemoglobin_g_dl': `leak` = 0.0 cannot be represented: the oracle would divide",
+        id="lab-leak-0",
+    ),
+    pytest.param(
+        _set(("populations", "general", "sex"), {"female": 0.57, "male": 0.43, "other": 0}),
+        "populations.general.sex: `other` = 0 cannot be represented: a record with this value",
+        id="population-probability-0",
+    ),
+    # Stated rates.
+    pytest.param(
+        _set(("conditions", C_PAD, "stated_rates"), [{"given": {"diabetes": True}, "rate": [0.1, 0.2]}]),
+        f"""{PAD} stated_rates[0]: `given` diabetes: True is not one of ['yes', 'no'] (quote "yes" and "no")""",
+        id="stated-rate-unquoted-yes",
+    ),
+    pytest.param(
+        _set(("conditions", C_PAD, "stated_rates"), [{"given": {"bmi": "obese"}, "rate": [0.1, 0.2]}]),
+        f"{PAD} stated_rates[0]: `given` field 'bmi' is not a yes/no or category person field or risk factor",
+        id="stated-rate-numeric-field",
+    ),
+    pytest.param(
+        _set(("conditions", C_PAD, "stated_rates"), [{"given": {"age_at_least": 80, "age_below": 60}, "rate": [0, 1]}]),
+        f"{PAD} stated_rates[0]: `age_at_least` must be below `age_below`",
+        id="stated-rate-empty-age-range",
+    ),
+    pytest.param(
+        _set(("conditions", C_PAD, "stated_rates"), [{"given": {}, "rate": [0.3, 0.2]}]),
+        f"{PAD} stated_rates[0]: `rate` [0.3, 0.2] must have low < high",
+        id="stated-rate-reversed",
+    ),
+    pytest.param(
+        _set(("conditions", C_PAD, "stated_rates"), [{"given": {}, "rate": [0.1, 0.2], "population": "clinic"}]),
+        f"{PAD} stated_rates[0]: unknown population 'clinic'",
+        id="stated-rate-unknown-population",
+    ),
 ]
 
 
@@ -554,6 +651,30 @@ def test_mistake_is_reported_by_name(mutate, message):
     pattern = message if isinstance(message, re.Pattern) else re.escape(f"knowledge base: {message}")
     with pytest.raises(KnowledgeBaseError, match=pattern):
         parse_knowledge_base(text)
+
+
+def test_a_relation_can_move_from_the_seed_to_clinical_assumption(kb):
+    assume = _unsourced(
+        ("findings", F_ONSET, "links", 0), basis="clinical_assumption", rationale="acute DVT starts abruptly (ESC 2019)"
+    )
+    other = parse_knowledge_base(dumped(assume))
+    link = other.findings[F_ONSET].links[0]
+    assert (link.source, link.basis, link.rationale) == (
+        None,
+        CLINICAL_ASSUMPTION,
+        "acute DVT starts abruptly (ESC 2019)",
+    )
+    before, after = kb.basis_counts(), other.basis_counts()
+    assert after[SEED] == before[SEED] - 1 and after[CLINICAL_ASSUMPTION] == before[CLINICAL_ASSUMPTION] + 1
+
+
+def test_stated_rates_are_read(kb):
+    pad = next(c for c in kb.conditions if c.name == "peripheral_artery_disease")
+    over_80 = [r for r in pad.stated_rates if r.age_at_least == 80]
+    assert len(over_80) == 1 and over_80[0].given == () and over_80[0].population == "general"
+    assert 0 < over_80[0].low < over_80[0].high < 1
+    neuropathy = next(c for c in kb.conditions if c.name == "peripheral_neuropathy")
+    assert (("diabetes", "yes"),) in [r.given for r in neuropathy.stated_rates]
 
 
 def test_risk_factor_order_matters():

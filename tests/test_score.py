@@ -469,6 +469,6 @@ def test_cause_probabilities_are_coherent_on_every_row(store, raw):
     for cause in SCHEMA.causes:
         members = scores[[f"p_{c}" for c in cause.conditions]]
         p = scores[f"p_cause_{cause.name}"]
-        tolerance = 10**-6  # the file's six decimals
-        assert (p >= members.max(axis=1) - tolerance).all(), cause.name
-        assert (p <= members.sum(axis=1).clip(upper=1.0) + tolerance).all(), cause.name
+        rounding = 0.5e-6 * (len(cause.conditions) + 1)  # each value is rounded to six decimals
+        assert (p >= members.max(axis=1)).all(), cause.name  # rounding is monotone: the max holds exactly
+        assert (p <= members.sum(axis=1).clip(upper=1.0) + rounding).all(), cause.name

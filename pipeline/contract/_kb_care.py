@@ -35,8 +35,7 @@ def read_red_flags(r: Reader) -> tuple[RedFlag, ...]:
             rules.check_rule(when, r.schema, f"{where}.when")
         except rules.RuleError as err:
             r.fail(err.where, err.message)
-        basis, rationale = r.grounds(entry, where)
-        flags.append(RedFlag(name, triage, when, r.source(entry, where), r.assumed(entry, where), basis, rationale))
+        flags.append(RedFlag(name, triage, when, **r.basis(entry, where), assumed=r.assumed(entry, where)))
     return tuple(flags)
 
 
@@ -55,14 +54,14 @@ def read_specialists(r: Reader) -> tuple[dict, dict[str, str]]:
             r.fail(w, f"cause {cause!r} given twice")
         if who not in r.schema.specialists:
             r.fail(w, f"unknown specialist {who!r}")
-        r.source(entry, w)
+        r.basis(entry, w)
         by_cause[cause] = who
     if set(by_cause) != set(r.schema.cause_names):
         r.fail("specialists.by_cause", "every cause needs a specialist")
     first = r.need(spec, "first", "specialists")
     if first not in r.schema.specialists:
         r.fail("specialists", f"unknown specialist {first!r}")
-    r.source(spec, "specialists")
+    r.basis(spec, "specialists")
     r.assumed(spec, "specialists")
     return spec, by_cause
 
@@ -83,10 +82,8 @@ def read_triage_default(r: Reader) -> TriageDefault:
         level=level,
         self_care_when=rule,
         not_self_care_at=r.probability(entry, "not_self_care_if_any_condition_at_least", where),
-        source=r.source(entry, where),
+        **r.basis(entry, where),
         assumed=r.assumed(entry, where),
-        basis=r.grounds(entry, where)[0],
-        rationale=r.grounds(entry, where)[1],
     )
 
 
@@ -104,5 +101,5 @@ def read_tips(r: Reader) -> tuple[Tip, ...]:
         causes = tuple(r.need(entry, "causes", w))
         if not set(causes) <= set(r.schema.cause_names):
             r.fail(w, f"unknown causes {sorted(set(causes) - set(r.schema.cause_names))}")
-        tips.append(Tip(number, r.need(entry, "title", w), causes, r.source(entry, w)))
+        tips.append(Tip(number, r.need(entry, "title", w), causes, **r.basis(entry, w)))
     return tuple(tips)

@@ -6,13 +6,19 @@ from itertools import zip_longest
 from typing import Any
 
 from pipeline.contract._kb_reader import (
+    AGE_GIVEN,
+    CERTAIN_LINK,
     DISTRIBUTION_KEYS,
     EFFECT_KEYS,
     FINDING_KEYS,
     FINDING_KIND_KEYS,
+    FULL_FINDING_LEAK,
     LAB_KEYS,
     LINK_KEYS,
+    NO_FINDING_LEAK,
+    NO_LAB_LEAK,
     NODE_KEYS,
+    STATED_RATE_KEYS,
     Reader,
 )  # fmt: skip
 from pipeline.contract.knowledge import (  # fmt: skip
@@ -22,6 +28,7 @@ from pipeline.contract.knowledge import (  # fmt: skip
     Lab,
     Link,
     LogisticNode,
+    StatedRate,
 )
 
 
@@ -58,20 +65,60 @@ def read_logistic_nodes(r: Reader, key: str, known_factors: list[str], *, grows:
                 r.fail(w, f"duplicate effect of {factor!r}")
             factors.add(factor)
             log_odds = r.number(eff, "log_odds", w)
-            effects.append(Effect(factor, log_odds, r.source(eff, w), r.assumed(eff, w)))
+            effects.append(Effect(factor, log_odds, **r.basis(eff, w), assumed=r.assumed(eff, w)))
         nodes.append(
             LogisticNode(
                 name=name,
                 base_rate=r.probability(entry, "base_rate", where, open_interval=True),
                 effects=tuple(effects),
-                source=r.source(entry, where),
+                **r.basis(entry, where),
                 assumed=r.assumed(entry, where),
+                stated_rates=read_stated_rates(r, entry, where, name),
                 cause=cause,
             )
         )
         if grows:
             known_factors.append(name)
     return tuple(nodes)
+
+
+def read_stated_rates(r: Reader, entry: dict, where: str, node: str) -> tuple[StatedRate, ...]:
+    """`stated_rates: [{given: {FIELD: VALUE, age_at_least: A, age_below: B}, rate: [lo, hi],
+    population: P}]`: the rates the node's notes state, checked against a sample by a test."""
+    rates = []
+    person = {c.name for c in r.schema.columns_of(group="person")}
+    modelled = {n.get("name") for n in r.raw.get("risk_factors") or [] if isinstance(n, dict)} | person
+    for k, spec in enumerate(entry.get("stated_rates") or []):
+        w = f"{where} stated_rates[{k}]"
+        r.check_keys(spec, STATED_RATE_KEYS, w)
+        given = spec.get("given") or {}
+        if not isinstance(given, dict):
+            r.fail(w, f"`given` must be a mapping, got {given!r}")
+        ages = {a: r.number(given, a, w) for a in AGE_GIVEN if a in given}
+        if len(ages) == 2 and ages["age_at_least"] >= ages["age_below"]:
+            r.fail(w, "`age_at_least` must be below `age_below`")
+        fields = []
+        for fld, value in given.items():
+            if fld in AGE_GIVEN:
+                continue
+            col = r.schema.column(fld) if fld in r.schema.column_names else None
+            if col is None or fld not in modelled or col.kind not in ("yes_no", "category") or fld == node:
+                r.fail(w, f"`given` field {fld!r} is not a yes/no or category person field or risk factor")
+            levels = col.categories if col.kind == "category" else ("yes", "no")
+            if value not in levels:
+                r.fail(w, f'`given` {fld}: {value!r} is not one of {list(levels)} (quote "yes" and "no")')
+            fields.append((fld, value))
+        rate = spec.get("rate")
+        if not (isinstance(rate, list) and len(rate) == 2):
+            r.fail(w, f"`rate` must be [low, high], got {rate!r}")
+        low, high = (r.probability({"rate": v}, "rate", w) for v in rate)
+        if low >= high:
+            r.fail(w, f"`rate` [{low}, {high}] must have low < high")
+        population = spec.get("population", "general")
+        if population not in (r.raw.get("populations") or {}):
+            r.fail(w, f"unknown population {population!r}")
+        rates.append(StatedRate(tuple(fields), ages.get("age_at_least"), ages.get("age_below"), low, high, population))
+    return tuple(rates)
 
 
 def read_links(r: Reader, entry: dict, where: str, conditions: set[str]) -> tuple[Link, ...]:
@@ -85,7 +132,8 @@ def read_links(r: Reader, entry: dict, where: str, conditions: set[str]) -> tupl
         if cond in seen:
             r.fail(w, f"duplicate link from {cond!r}")
         seen.add(cond)
-        links.append(Link(cond, r.probability(link, "p", w), r.source(link, w), r.assumed(link, w)))
+        p = r.probability(link, "p", w, excluded={1.0: CERTAIN_LINK})
+        links.append(Link(cond, p, **r.basis(link, w), assumed=r.assumed(link, w)))
     return tuple(links)
 
 
@@ -122,9 +170,9 @@ def read_findings(r: Reader, conditions: set[str]) -> tuple[Finding, ...]:
             Finding(
                 name=name,
                 field=fld,
-                leak=r.probability(entry, "leak", where),
+                leak=r.probability(entry, "leak", where, excluded={0.0: NO_FINDING_LEAK, 1.0: FULL_FINDING_LEAK}),
                 links=read_links(r, entry, where, conditions),
-                source=r.source(entry, where),
+                **r.basis(entry, where),
                 assumed=r.assumed(entry, where),
                 **extra,
             )
@@ -186,9 +234,9 @@ def read_measurement(
         step=step,
         normal=dists["normal"],
         abnormal=dists["abnormal"],
-        source=r.source(entry, where),
+        **r.basis(entry, where),
         assumed=r.assumed(entry, where),
-        leak=0.0 if parent else r.probability(entry, "leak", where),
+        leak=0.0 if parent else r.probability(entry, "leak", where, excluded={0.0: NO_LAB_LEAK}),
         links=() if parent else read_links(r, entry, where, conditions),
         parent=parent,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.contract._kb_reader import (
     BAND_KEYS,
     BLANK_RATE_KEYS,
+    NO_PERSON_VALUE,
     NUMERIC_KEYS,
     PASSAGE_KEYS,
     POPULATION_KEYS,
@@ -75,7 +76,7 @@ def read_populations(r: Reader, bands: dict[str, Band]) -> dict[str, Population]
             levels = col.categories if col.kind == "category" else ("yes", "no")
             if set(spec) != set(levels):
                 r.fail(w, f"probabilities must be given for exactly {list(levels)}")
-            probs = {lvl: r.probability(spec, lvl, w) for lvl in levels}
+            probs = {lvl: r.probability(spec, lvl, w, excluded={0.0: NO_PERSON_VALUE}) for lvl in levels}
             if abs(sum(probs.values()) - 1.0) > 1e-9:
                 r.fail(w, f"probabilities sum to {sum(probs.values())}, not 1")
             categorical[col.name] = probs
@@ -99,7 +100,7 @@ def read_populations(r: Reader, bands: dict[str, Band]) -> dict[str, Population]
 def read_blank_rates(r: Reader) -> dict[str, float]:
     entry = r.need(r.raw, "blank_rates", "blank_rates")
     r.check_keys(entry, BLANK_RATE_KEYS, "blank_rates")
-    r.source(entry, "blank_rates")
+    r.basis(entry, "blank_rates")
     r.assumed(entry, "blank_rates")
     by_group = r.need(entry, "by_group", "blank_rates")
     groups = tuple(dict.fromkeys(col.group for col in r.schema.columns))

@@ -15,14 +15,17 @@ TOP_KEYS = (
     "conditions", "findings", "labs", "blank_rates", "specialists", "red_flags", "triage_default",
     "tips",
 )  # fmt: skip
-RATIONALE = ("source", "basis", "rationale", "assumed")
-BASES = ("seed", "clinical_assumption")  # `source:` a seed passage, or `basis: clinical_assumption` + rationale
+SEED, CLINICAL_ASSUMPTION = "seed", "clinical_assumption"
+BASIS_KEYS = ("source", "basis", "rationale")  # `source:`, or `basis: clinical_assumption` + `rationale:`
+RATIONALE = (*BASIS_KEYS, "assumed")
 PASSAGE_KEYS = ("section", "quote")
 BAND_KEYS = ("cuts", "labels")
 POPULATION_KEYS = ("description", "assumed", "risk_factor_log_odds_shift")  # + the person fields
 NUMERIC_KEYS = ("mean", "sd", "min", "max", "step")
 DURATION_KEYS = ("median", "sd_log", "min", "max", "step")
-NODE_KEYS = ("name", "base_rate", "effects", *RATIONALE)
+NODE_KEYS = ("name", "base_rate", "effects", "stated_rates", *RATIONALE)
+STATED_RATE_KEYS = ("given", "rate", "population")
+AGE_GIVEN = ("age_at_least", "age_below")
 EFFECT_KEYS = ("factor", "log_odds", *RATIONALE)
 LINK_KEYS = ("condition", "p", *RATIONALE)
 FINDING_KEYS = ("name", "field", "leak", "links", *RATIONALE)
@@ -31,10 +34,22 @@ LAB_KEYS = ("name", "scale", "step", "normal", "abnormal", "leak", "links", "par
 DISTRIBUTION_KEYS = ("mean", "sd")
 BLANK_RATE_KEYS = ("by_group", "by_field", *RATIONALE)
 SPECIALIST_KEYS = ("first", "threshold", "by_cause", *RATIONALE)
-BY_CAUSE_KEYS = ("cause", "specialist", "source")
+BY_CAUSE_KEYS = ("cause", "specialist", *BASIS_KEYS)
 RED_FLAG_KEYS = ("name", "triage", "when", *RATIONALE)
 TRIAGE_DEFAULT_KEYS = ("level", "self_care_when", "not_self_care_if_any_condition_at_least", *RATIONALE)
-TIP_KEYS = ("number", "title", "causes", "source")
+TIP_KEYS = ("number", "title", "causes", *BASIS_KEYS)
+# Probabilities the engine cannot represent (pipeline/world/network.py, generate.py, oracle.py).
+CERTAIN_LINK = "the engine takes log(1 - p), which is -inf (NaN in the generator's noisy-OR); use a value below 1"
+NO_FINDING_LEAK = (
+    "a 'yes' with none of the linked conditions present would have probability 0 "
+    "(the oracle divides by it); use a small positive leak"
+)
+FULL_FINDING_LEAK = "the finding would always be present, so a 'no' has probability 0 and no posterior; use less than 1"
+NO_LAB_LEAK = (
+    "the oracle would divide by the normal distribution's probability of an observed value, "
+    "which is 0 in its far tail; use a small positive leak"
+)
+NO_PERSON_VALUE = "a record with this value would have probability 0 (the oracle's posterior is NaN); give it some mass"
 
 
 class Reader:
@@ -66,40 +81,47 @@ class Reader:
             self.fail(where, f"`{key}` must be a finite number, got {value!r}")
         return float(value)
 
-    def probability(self, entry: dict, key: str, where: str, *, open_interval: bool = False) -> float:
+    def probability(
+        self, entry: dict, key: str, where: str, *, open_interval: bool = False, excluded: dict | None = None
+    ) -> float:
+        """A number in [0, 1] (or (0, 1)); `excluded` maps the values the engine cannot represent to why."""
         value = self.number(entry, key, where)
         lo_ok = value > 0 if open_interval else value >= 0
         hi_ok = value < 1 if open_interval else value <= 1
         if not (lo_ok and hi_ok):
             interval = "(0, 1)" if open_interval else "[0, 1]"
             self.fail(where, f"`{key}` = {entry[key]} is outside {interval}")
+        if excluded and value in excluded:
+            self.fail(where, f"`{key}` = {entry[key]} cannot be represented: {excluded[value]}")
         return float(value)
 
-    def source(self, entry: dict, where: str) -> Passage | None:
-        """The seed passage the entry rests on; None for a clinical assumption (see `grounds`)."""
-        if self.grounds(entry, where)[0] == "clinical_assumption":
-            return None
+    def source(self, entry: dict, where: str) -> Passage:
         ref = self.need(entry, "source", where)
         if ref not in self.passages:
             self.fail(where, f"source {ref!r} is not a passage of the seed")
         return self.passages[ref]
 
-    def grounds(self, entry: dict, where: str) -> tuple[str, str]:
-        """(basis, rationale): `seed` when a `source:` passage states the relation, or
-        `clinical_assumption` with a one-line rationale when the seed does not state it."""
-        basis = entry.get("basis", "seed") if isinstance(entry, dict) else "seed"
-        if basis not in BASES:
-            self.fail(where, f"basis {basis!r} is not one of {BASES}")
-        if basis == "seed":
+    def basis(self, entry: dict, where: str) -> dict[str, Any]:
+        """`source: PASSAGE` when the seed states the relation, else `basis: clinical_assumption`
+        with a one-line `rationale`: the source, basis and rationale fields of a relation."""
+        if "basis" not in entry:
+            if "source" not in entry:
+                self.fail(where, "missing `source` (or `basis: clinical_assumption` with a `rationale`)")
             if "rationale" in entry:
-                self.fail(where, "`rationale` goes with `basis: clinical_assumption`; a seed relation cites `source`")
-            return "seed", ""
+                self.fail(where, "`rationale` goes with `basis: clinical_assumption`, not with `source`")
+            return {"source": self.source(entry, where), "basis": SEED, "rationale": ""}
         if "source" in entry:
-            self.fail(where, "a clinical assumption cites no seed `source` (the seed does not state it)")
-        rationale = entry.get("rationale")
-        if not isinstance(rationale, str) or not rationale.strip():
+            self.fail(where, "has both `source` and `basis`: a relation is stated by the seed or assumed, not both")
+        if entry["basis"] != CLINICAL_ASSUMPTION:
+            self.fail(
+                where,
+                f"unknown basis {entry['basis']!r}: the only one is {CLINICAL_ASSUMPTION!r} "
+                "(a relation the seed states names its `source`)",
+            )
+        text = entry.get("rationale")
+        if not isinstance(text, str) or not text.strip():
             self.fail(where, "`basis: clinical_assumption` needs a one-line `rationale`")
-        return "clinical_assumption", rationale
+        return {"source": None, "basis": CLINICAL_ASSUMPTION, "rationale": text.strip()}
 
     def assumed(self, entry: dict, where: str) -> str:
         text = self.need(entry, "assumed", where)

@@ -29,8 +29,23 @@ class Passage:
 class Effect:
     factor: str
     log_odds: float
-    source: Passage
+    source: Passage | None  # None when basis is clinical_assumption
     assumed: str
+    basis: str = "seed"
+    rationale: str = ""
+
+
+@dataclass(frozen=True)
+class StatedRate:
+    """A rate an `assumed:` note states: among the people of `population` matching `given`
+    (fields equal to values, age in [age_at_least, age_below)), a share in [low, high] has the node."""
+
+    given: tuple[tuple[str, str], ...]
+    age_at_least: float | None
+    age_below: float | None
+    low: float
+    high: float
+    population: str = "general"
 
 
 @dataclass(frozen=True)
@@ -40,9 +55,12 @@ class LogisticNode:
     name: str
     base_rate: float
     effects: tuple[Effect, ...]
-    source: Passage
+    source: Passage | None
     assumed: str
     cause: str = ""
+    basis: str = "seed"
+    rationale: str = ""
+    stated_rates: tuple[StatedRate, ...] = ()
 
     @property
     def base_log_odds(self) -> float:
@@ -53,8 +71,10 @@ class LogisticNode:
 class Link:
     condition: str
     p: float
-    source: Passage
+    source: Passage | None
     assumed: str
+    basis: str = "seed"
+    rationale: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,12 +85,14 @@ class Finding:
     field: str
     leak: float
     links: tuple[Link, ...]
-    source: Passage
+    source: Passage | None
     assumed: str
     present: str = "yes"
     absent: str = "no"
     present_range: tuple[int, int] | None = None
     absent_range: tuple[int, int] | None = None
+    basis: str = "seed"
+    rationale: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,11 +110,13 @@ class Lab:
     step: float
     normal: Distribution
     abnormal: Distribution
-    source: Passage
+    source: Passage | None
     assumed: str
     leak: float = 0.0
     links: tuple[Link, ...] = ()
     parent: str = ""
+    basis: str = "seed"
+    rationale: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,7 +176,9 @@ class Tip:
     number: int
     title: str
     causes: tuple[str, ...]
-    source: Passage
+    source: Passage | None
+    basis: str = "seed"
+    rationale: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,6 +210,10 @@ class KnowledgeBase:
     def short_hash(self) -> str:
         return self.sha256[:12]
 
+    def basis_counts(self) -> dict[str, int]:
+        """How many relations rest on a seed passage and how many on a stated clinical assumption."""
+        return basis_counts(self)
+
 
 def person_factor_names(schema: Schema, bands: dict[str, Band]) -> list[str]:
     """Factor names the person fields provide, e.g. `smoking=current`, `recent_immobilization`."""
@@ -214,13 +244,15 @@ def relations(kb: KnowledgeBase):
     for flag in kb.red_flags:
         yield f"red flag {flag.name}", flag
     yield "triage default", kb.triage_default
+    for tip in kb.tips:
+        yield f"tip {tip.number}", tip
 
 
 def basis_counts(kb: KnowledgeBase) -> dict[str, int]:
     """How many relations rest on a seed passage and how many on a stated clinical assumption."""
     counts = {"seed": 0, "clinical_assumption": 0}
     for _, rel in relations(kb):
-        counts[getattr(rel, "basis", "seed")] += 1
+        counts[rel.basis] += 1
     return counts
 
 

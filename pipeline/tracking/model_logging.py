@@ -1,8 +1,8 @@
 """Logging a fitted model to MLflow as the project's pyfunc, and registering it.
 
 The pyfunc is models-from-code (pipeline/tracking/pyfunc.py) with the estimator in a skops
-file beside it; the metadata names the schema and the outputs so a scorer can refuse a model
-made for another contract. The input example is synthetic, never patient data.
+file beside it; the metadata names the schema, the input columns and the outputs so a scorer
+can refuse a model made for another contract. The input example is synthetic, never patient data.
 """
 
 from __future__ import annotations
@@ -27,20 +27,6 @@ def intake_example(frame: pd.DataFrame, schema: Schema, n: int = 5) -> pd.DataFr
     return csv_table_from_columns(columns_from_frame(head, schema), schema).to_pandas()
 
 
-def signature(schema: Schema):
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec
-    from mlflow.types.schema import Schema as MlflowSchema
-
-    # Any type: a plain intake CSV read by pandas gives int64 for whole numbers (MLflow will not
-    # cast those to double), float64 for a column with blanks, text or 0/1 for yes/no, numbers
-    # for numeric ids. The model's own validator applies the intake contract to whatever comes.
-    inputs = [ColSpec(AnyType(), schema.id_column, required=True)]
-    inputs += [ColSpec(AnyType(), col.name, required=col.required) for col in schema.columns]
-    outputs = [ColSpec("double", name) for name in schema.probability_columns]
-    return ModelSignature(inputs=MlflowSchema(inputs), outputs=MlflowSchema(outputs))
-
-
 def log_and_register(model, kb: KnowledgeBase, example: pd.DataFrame, workdir: Path) -> str:
     """Log `model` as the pyfunc in the active run, register it; returns the registered version."""
     import mlflow
@@ -51,7 +37,10 @@ def log_and_register(model, kb: KnowledgeBase, example: pd.DataFrame, workdir: P
         name="model",
         python_model=str(PYFUNC_CODE),
         artifacts={"model": str(model_file)},
-        signature=signature(schema),
+        # No signature: MLflow's type enforcement would reject what the contract accepts (a nullable
+        # integer column with gaps) and a signature of `Any` columns breaks CSV bodies; the model's
+        # own validation is the one that counts. The input example and `inputs` list the columns.
+        signature=False,
         input_example=intake_example(example, schema),
         pip_requirements=pip_requirements(),
         registered_model_name=REGISTERED_MODEL,
@@ -59,7 +48,9 @@ def log_and_register(model, kb: KnowledgeBase, example: pd.DataFrame, workdir: P
             "schema_version": schema.version,
             "schema_sha256": schema.sha256,
             "kb_sha256": kb.sha256,
+            "inputs": list(schema.intake_columns),
             "outputs": list(schema.probability_columns),
+            "served_columns": [*schema.scores_columns, "reject_reason"],
             "note": "decision support on synthetic data, not a diagnosis",
         },
     )

@@ -1,43 +1,39 @@
-"""The MLflow pyfunc (models-from-code): a DataFrame of intake columns in, the p_ columns out.
+"""The MLflow pyfunc (models-from-code) behind `mlflow models predict/serve` and `spark_udf`.
 
-Input cells are read exactly as the intake contract says (pipeline.intake.validate). A row the
-contract rejects comes back with NaN probabilities, and the reason is logged.
+It speaks the whole served contract (docs/intake-form.md, "The served model"): for every input
+row, in input order and with the input's index, the scores-file columns plus `reject_reason`,
+through the same intake path and scoring code as the batch scorer (pipeline.scoring.served).
+A frame no form can be read from (a required column missing) is refused with a clear error.
 """
 
 from __future__ import annotations
 
-import logging
-
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
-
-log = logging.getLogger(__name__)
 
 
 class LegFatiguePyfunc(PythonModel):
     def load_context(self, context) -> None:
+        from pipeline.contract.loader import default_knowledge_base
         from pipeline.tracking.persistence import load_model
+        from pipeline.tracking.registry import logged_model_version
 
         self.model = load_model(context.artifacts["model"])
+        self.kb = default_knowledge_base()
+        self.version = logged_model_version(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        from pipeline.contract.schema import default_schema
-        from pipeline.intake.stream import iter_validated
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-        schema = default_schema()
-        frame = model_input.copy()
-        if schema.id_column not in frame.columns:
-            frame[schema.id_column] = [f"row-{i + 1}" for i in range(len(frame))]
-        rows = np.arange(1, len(frame) + 1)
-        out = pd.DataFrame(np.nan, index=pd.Index(rows, name="row"), columns=list(schema.probability_columns))
-        for chunk in iter_validated(frame, schema):
-            for line in chunk.rejects.itertuples(index=False):
-                log.warning("row %s field %s: %s", line.row, line.field, line.reason)
-            if len(chunk.typed):
-                out.loc[chunk.typed.index] = self.model.predict_frame(chunk.typed).to_numpy()
-        return out.reset_index(drop=True)
+        from pipeline.intake.errors import IntakeFormatError
+        from pipeline.scoring.served import served_frame
+
+        try:
+            return served_frame(pd.DataFrame(model_input), self.model, self.kb, self.version)
+        except IntakeFormatError as err:
+            raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 mlflow.models.set_model(LegFatiguePyfunc())

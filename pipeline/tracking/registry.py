@@ -43,6 +43,29 @@ def registered_version(uri: str) -> str:
     return str(max(int(v.version) for v in client.search_model_versions(f"name='{name}'")))
 
 
+def logged_model_version(artifact: str | Path) -> str:
+    """The registry version of the logged model holding `artifact` (a file inside its directory),
+    found by the run that logged it; `run-<id>` when the registry cannot say (an exported copy)."""
+    import yaml
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    for folder in Path(artifact).resolve().parents:
+        if (folder / "MLmodel").exists():
+            spec = yaml.safe_load((folder / "MLmodel").read_text()) or {}
+            break
+    else:
+        return "unknown"
+    run_id = str(spec.get("run_id") or "")
+    if not run_id:
+        return "unknown"
+    try:
+        versions = MlflowClient().search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
+    except MlflowException:
+        versions = []
+    return str(max(int(v.version) for v in versions)) if versions else f"run-{run_id[:8]}"
+
+
 def check_compatible(meta: dict, uri: str, schema: Schema) -> None:
     """Refuse a model made for another schema version or another label set."""
     if str(meta.get("schema_version")) != str(schema.version):
@@ -65,8 +88,9 @@ def load_model(uri: str, schema: Schema) -> LoadedModel:
 
     pyfunc = mlflow.pyfunc.load_model(uri)
     check_compatible(pyfunc.metadata.metadata or {}, uri, schema)
-    version = registered_version(uri) or Path(uri).name
-    return LoadedModel(pyfunc.unwrap_python_model().model, version, uri)
+    inner = pyfunc.unwrap_python_model()
+    version = registered_version(uri) or inner.version  # a local copy: the version the pyfunc itself reports
+    return LoadedModel(inner.model, version, uri)
 
 
 def load_champion(schema: Schema) -> LoadedModel | None:
