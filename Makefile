@@ -18,7 +18,7 @@ POPULATION ?= general
 DATA ?= $(ROOT)/data/generated/intake_$(POPULATION)_n$(N)_seed$(SEED).parquet
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test lint bench demo clean train experiments evaluate ui score
+.PHONY: help setup data test lint bench demo clean train experiments evaluate ui score serve
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,8 +63,19 @@ MODEL ?=
 score: $(STAMP) ## score INPUT= (intake CSV) into OUTPUT= (+ OUTPUT stem .rejects.csv); MODEL= URI or directory
 	$(PY) -m pipeline score --input $(INPUT) --output $(OUTPUT) $(if $(MODEL),--model $(MODEL),)
 
-ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:5000 over the embedded store
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri "$(MLFLOW_TRACKING_URI)"
+UI_PORT ?= 5000
+ui: $(STAMP) ## the MLflow UI (one light worker) on http://127.0.0.1:5000 over the embedded store (UI_PORT=)
+	@echo "MLflow UI: open http://127.0.0.1:$(UI_PORT) (experiment leg-fatigue; Models tab: leg-fatigue-causes). Ctrl-C stops it."
+	PATH="$(VENV)/bin:$$PATH" MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+		$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --workers 1 \
+		--backend-store-uri "$(MLFLOW_TRACKING_URI)"
+
+PORT ?= 5001
+SERVE_MODEL ?= models:/leg-fatigue-causes@champion
+serve: $(STAMP) ## serve the champion with `mlflow models serve` on http://127.0.0.1:5001 (PORT=, SERVE_MODEL=)
+	@echo "Serving $(SERVE_MODEL) on http://127.0.0.1:$(PORT)/invocations (JSON or CSV; see README). Ctrl-C stops it."
+	PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/mlflow models serve -m "$(SERVE_MODEL)" --env-manager local \
+		--host 127.0.0.1 --port $(PORT) --workers 1
 
 clean: ## remove generated data, caches and the local MLflow store
 	rm -rf data/generated data/cache mlruns mlflow.db reports .pytest_cache .ruff_cache

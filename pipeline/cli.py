@@ -107,6 +107,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, load_model
     from pipeline.tracking.store import configure
 
+    to_stdout = args.output == "-"
+    if to_stdout and not args.rejects:
+        raise UserError("--output - writes the scores to standard output: name the rejects file with --rejects")
+    report = sys.stderr if to_stdout else sys.stdout
     kb = default_knowledge_base()
     uri = args.model or CHAMPION_URI
     if Path(uri).exists():
@@ -118,12 +122,23 @@ def cmd_score(args: argparse.Namespace) -> None:
         raise UserError(f"cannot load model {uri}: {str(err).splitlines()[0]} (train one with `make train`)") from None
     except (ModelMismatchError, UntrustedModelError, OSError) as err:
         raise UserError(str(err)) from None
-    summary = score_file(args.input, args.output, loaded, kb, args.rejects)
+    read_options = {
+        "delimiter": {"comma": ",", "semicolon": ";", "tab": "\t"}.get(args.delimiter),
+        "decimal_comma": True if args.decimal_comma else None,
+        "encoding": args.encoding,
+    }
+    output = sys.stdout.buffer if to_stdout else Path(args.output)
+    summary = score_file(
+        args.input, output, loaded, kb, args.rejects, read_options={k: v for k, v in read_options.items() if v}
+    )
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    rejects = args.rejects or default_rejects_path(args.output)
-    print(f"{summary.line()}; scores -> {args.output}; rejects -> {rejects}; model {uri} (version {loaded.version})")
-    print(DISCLAIMER)
+    rejects = args.rejects or default_rejects_path(Path(args.output))
+    print(
+        f"{summary.line()}; scores -> {args.output}; rejects -> {rejects}; model {uri} (version {loaded.version})",
+        file=report,
+    )
+    print(DISCLAIMER, file=report)
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -132,8 +147,56 @@ def cmd_demo(args: argparse.Namespace) -> None:
     demo()
 
 
+SCORE_EPILOG = f"""\
+input:
+  One intake form per row with a header row, as docs/intake-form.md describes: record_id and age
+  are required, every other column may be blank or absent. Header names ignore case, surrounding
+  spaces, and spaces or hyphens for underscores. CSV (comma, semicolon or tab), compressed CSV
+  (.gz, .bz2, .zst) or Parquet; standard input with --input -.
+
+outputs:
+  scores   one row per scored form, in input order: record_id, the 21 p_<condition> and 6
+           p_cause_<cause> probabilities, top_conditions, triage, red_flags, specialists,
+           model_version
+  rejects  one line per bad cell or unreadable row: row, record_id, field, value, reason
+  Every input row ends up in exactly one of the two. Both are written to temporary files and
+  renamed only when the whole input has been read: a failure leaves no partial output.
+
+triage levels:
+  emergency   same-day emergency care (a red flag such as a possible pulmonary embolism)
+  urgent      assessment within a day or two (e.g. a likely acute DVT, a severe lab value)
+  routine     evaluation by a primary care physician (the default for persistent leg fatigue)
+  self_care   short, mild soreness after exercise with nothing concerning: the seed's tips
+
+exit status:
+  0    done; 2  unusable input or model (one line on stderr, nothing written);
+  130  interrupted (nothing written)
+
+{DISCLAIMER}
+"""
+
+
+def _program_name() -> str:
+    """The name the user typed: `leg-fatigue` for the installed script, else `python -m pipeline`."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "python -m pipeline" if name in ("", "__main__.py", "-c") else name
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    from pipeline.contract.schema import default_schema
+
+    try:
+        version = metadata.version("leg-fatigue-pipeline")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"leg-fatigue-pipeline {version} (intake schema version {default_schema().version})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=f"Leg-fatigue risk scoring. {DISCLAIMER}")
+    parser = argparse.ArgumentParser(prog=_program_name(), description=f"Leg-fatigue risk scoring. {DISCLAIMER}")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample synthetic intake records with their true conditions")
@@ -163,11 +226,47 @@ def build_parser() -> argparse.ArgumentParser:
     exps = sub.add_parser("experiments", help="train every candidate experiment in experiments/")
     exps.set_defaults(func=cmd_experiments)
 
-    sc = sub.add_parser("score", help="score an intake CSV: a scores file and a rejects file")
-    sc.add_argument("--input", type=Path, required=True)
-    sc.add_argument("--output", type=Path, required=True)
-    sc.add_argument("--rejects", type=Path, help="default: <output stem>.rejects.csv beside the output")
-    sc.add_argument("--model", default=None, help="MLflow model URI or local model directory (default: champion)")
+    sc = sub.add_parser(
+        "score",
+        help="score intake forms: a scores file and a rejects file",
+        description="Score intake forms (docs/intake-form.md) with the registered model. " + DISCLAIMER,
+        epilog=SCORE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sc.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE|-",
+        help="intake forms: a CSV (also .gz, .bz2, .zst) or Parquet file, or - for standard input",
+    )
+    sc.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE|-",
+        help="the scores CSV to write, or - for standard output (then --rejects is required)",
+    )
+    sc.add_argument(
+        "--rejects", metavar="FILE", help="the rejects CSV (default: <output stem>.rejects.csv beside the output)"
+    )
+    sc.add_argument(
+        "--model",
+        default=None,
+        metavar="URI|DIR",
+        help="MLflow model URI or local model directory (default: models:/leg-fatigue-causes@champion)",
+    )
+    sc.add_argument(
+        "--delimiter",
+        choices=[",", ";", "tab"],
+        help="force the delimiter (default: detected from the header among , ; and tab)",
+    )
+    sc.add_argument(
+        "--decimal-comma",
+        action="store_true",
+        help="accept decimal commas in number cells (always on with ; as delimiter)",
+    )
+    sc.add_argument(
+        "--encoding", metavar="NAME", help="the input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8)"
+    )
     sc.set_defaults(func=cmd_score)
 
     demo = sub.add_parser("demo", help="the main job end to end on the embedded defaults")

@@ -28,9 +28,12 @@ def tiny_model():
     return compile_model(load_knowledge_base(FIXTURES / "tiny_kb.yaml", schema))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def store(tmp_path_factory):
-    """One smoke training into a fresh SQLite store (per test module); its champion loaded for scoring.
+    """One smoke training into a fresh SQLite store, shared by the test session; its champion loaded.
+
+    The store's URI stays in MLFLOW_TRACKING_URI until the session ends (a module that needs its own
+    store, like test_train, sets and restores its own).
 
     Split data come from the project's content-addressed cache, so only the first run generates them.
     """

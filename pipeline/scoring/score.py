@@ -7,13 +7,15 @@ temporary files and the final rename.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
@@ -87,20 +89,30 @@ def scores_arrow_schema(schema: Schema) -> pa.Schema:
 
 
 def score_file(
-    input_path: Path,
-    output: Path,
+    input_path: Path | str,
+    output: Path | BinaryIO,
     model: ScoringModel,
     kb: KnowledgeBase,
     rejects_path: Path | None = None,
     progress: bool | None = None,
     block_bytes: int = BLOCK_BYTES,
+    read_options: dict | None = None,
 ) -> ScoreSummary:
-    """Stream the input in chunks; write scores and rejects; rename both into place at the end."""
+    """Stream the input in chunks; write scores and rejects; rename both into place at the end.
+
+    `input_path` may be "-" (standard input); `output` a binary stream (e.g. standard output), which
+    then receives the scores only once the whole input is scored (they are spooled to a temporary
+    file first, so a failure writes nothing), and `rejects_path` is required. `read_options` are
+    passed to the intake path (delimiter, decimal_comma, encoding).
+    """
     start = time.perf_counter()
     schema = kb.schema
-    output = Path(output)
-    rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(output)
-    stream = iter_validated(input_path, schema, block_bytes=block_bytes)
+    to_stream = not isinstance(output, str | Path)
+    if to_stream and rejects_path is None:
+        raise ValueError("scores written to a stream need a rejects path")
+    rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(Path(output))
+    targets = [rejects_path] if to_stream else [Path(output), rejects_path]
+    stream = iter_validated(input_path, schema, block_bytes=block_bytes, **(read_options or {}))
     progress = sys.stderr.isatty() if progress is None else progress
     read = scored = rejected = 0
     bar = None
@@ -108,7 +120,8 @@ def score_file(
         from tqdm import tqdm
 
         bar = tqdm(unit=" rows", unit_scale=True, desc="score", file=sys.stderr)
-    with _sigterm_as_interrupt(), atomic_paths(output, rejects_path) as (tmp_out, tmp_rej):
+    with _sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
+        tmp_out, tmp_rej = (Path(spool) / "scores.csv" if to_stream else temps[0]), temps[-1]
         scores_writer = pacsv.CSVWriter(tmp_out, scores_arrow_schema(schema), write_options=CSV_OPTIONS)
         rejects_writer = RejectsWriter(tmp_rej, schema)
         try:
@@ -126,4 +139,8 @@ def score_file(
             rejects_writer.close()
             if bar is not None:
                 bar.close()
+        if to_stream:  # the whole input is scored: only now do the scores go out
+            with open(tmp_out, "rb") as spooled:
+                shutil.copyfileobj(spooled, output)
+            output.flush()
     return ScoreSummary(read, scored, rejected, time.perf_counter() - start, stream.warnings)
