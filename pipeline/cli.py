@@ -128,9 +128,26 @@ def cmd_score(args: argparse.Namespace) -> None:
         "encoding": args.encoding,
     }
     output = sys.stdout.buffer if to_stdout else Path(args.output)
+    observers, profile = (), None
+    if args.report:
+        from pipeline.reporting.batch import finish_report, start_profile
+
+        profile, reference = start_profile(kb, loaded.run_id)
+        observers = (profile.observe,)
     summary = score_file(
-        args.input, output, loaded, kb, args.rejects, read_options={k: v for k, v in read_options.items() if v}
+        args.input,
+        output,
+        loaded,
+        kb,
+        args.rejects,
+        read_options={k: v for k, v in read_options.items() if v},
+        observers=observers,
     )
+    if profile is not None:
+        finish_report(
+            Path(args.report), profile, reference, source=str(args.input), loaded=loaded, seconds=summary.seconds
+        )
+        print(f"report -> {args.report}", file=report)
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
     rejects = args.rejects or default_rejects_path(Path(args.output))
@@ -266,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument(
         "--encoding", metavar="NAME", help="the input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8)"
+    )
+    sc.add_argument(
+        "--report",
+        metavar="PATH.html",
+        help="also write a self-contained page about the batch: rows and rejects, triage and red flags, "
+        "causes and conditions, drift against the training population, the model's quality",
     )
     sc.set_defaults(func=cmd_score)
 

@@ -97,13 +97,15 @@ def score_file(
     progress: bool | None = None,
     block_bytes: int = BLOCK_BYTES,
     read_options: dict | None = None,
+    observers: tuple = (),
 ) -> ScoreSummary:
     """Stream the input in chunks; write scores and rejects; rename both into place at the end.
 
     `input_path` may be "-" (standard input); `output` a binary stream (e.g. standard output), which
     then receives the scores only once the whole input is scored (they are spooled to a temporary
     file first, so a failure writes nothing), and `rejects_path` is required. `read_options` are
-    passed to the intake path (delimiter, decimal_comma, encoding).
+    passed to the intake path (delimiter, decimal_comma, encoding). Each of `observers` is called
+    with every validated chunk and its scores table (None when nothing in it was scored).
     """
     start = time.perf_counter()
     schema = kb.schema
@@ -127,8 +129,11 @@ def score_file(
         try:
             for chunk in stream:
                 rejects_writer.write(chunk.rejects)
-                if len(chunk.typed):
-                    scores_writer.write_table(score_chunk(chunk.typed, model.model, kb, model.version))
+                scores = score_chunk(chunk.typed, model.model, kb, model.version) if len(chunk.typed) else None
+                if scores is not None:
+                    scores_writer.write_table(scores)
+                for observe in observers:
+                    observe(chunk, scores)
                 read += chunk.rows_read
                 scored += len(chunk.typed)
                 rejected += chunk.rows_rejected

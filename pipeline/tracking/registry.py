@@ -24,6 +24,7 @@ class LoadedModel:
     model: object  # a CauseModel
     version: str
     uri: str
+    run_id: str = ""  # the MLflow run that logged it
 
 
 def registered_version(uri: str) -> str:
@@ -90,7 +91,29 @@ def load_model(uri: str, schema: Schema) -> LoadedModel:
     check_compatible(pyfunc.metadata.metadata or {}, uri, schema)
     inner = pyfunc.unwrap_python_model()
     version = registered_version(uri) or inner.version  # a local copy: the version the pyfunc itself reports
-    return LoadedModel(inner.model, version, uri)
+    return LoadedModel(inner.model, version, uri, str(pyfunc.metadata.run_id or ""))
+
+
+QUALITY_METRICS = {
+    "val.log_loss_ratio_to_oracle": "validation log-loss / the oracle's",
+    "val.max_ece": "largest calibration error (ECE) of any output",
+    "val.mean_roc_auc": "mean ROC AUC over the conditions",
+    "val.mean_log_loss": "mean log-loss over the conditions",
+}
+
+
+def model_quality(run_id: str) -> dict[str, float]:
+    """The validation figures logged with the model's training run; empty when the store cannot say."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return {}
+    try:
+        metrics = MlflowClient().get_run(run_id).data.metrics
+    except MlflowException:
+        return {}
+    return {name: float(metrics[name]) for name in QUALITY_METRICS if name in metrics}
 
 
 def load_champion(schema: Schema) -> LoadedModel | None:

@@ -1,0 +1,1 @@
+"""Reports about scored batches: `score --report PATH.html` (a self-contained page per batch)."""
