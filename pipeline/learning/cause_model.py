@@ -83,6 +83,9 @@ class CauseModel(BaseEstimator):
             ]
         )
         self.base_.fit(X, Y)
+        # The training mean of every model feature: the baseline of exact attributions (--explain).
+        self.feature_means_ = np.asarray(self.base_.named_steps["features"].transform(X), dtype=float).mean(axis=0)
+        self.fields_ = list(schema.column_names)
         self.output_columns_ = list(schema.probability_columns)
         self.cause_members_ = [[schema.conditions.index(c) for c in cause.conditions] for cause in schema.causes]
         raw_cal = self.base_.predict_proba(X_cal)
@@ -130,6 +133,12 @@ class CauseModel(BaseEstimator):
             stacked = self.cause_calibrators_[g].predict_proba(inputs)[:, 1]
             p[:, n_cond + g] = coherent_cause(stacked, p[:, members])
         return p
+
+    def attributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Exact per-field attributions of each condition's calibrated logit (pipeline.learning.explain)."""
+        from pipeline.learning.explain import logit_attributions
+
+        return logit_attributions(self, X)
 
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(self.predict_proba(X), columns=self.output_columns_, index=X.index)
