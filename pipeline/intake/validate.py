@@ -2,8 +2,8 @@
 
 Implements the value conventions of docs/intake-form.md exactly: case-insensitive, surrounding
 spaces ignored; `NA`, `N/A`, `null`, `none` and the empty cell mean unknown; numbers are
-decimals with `.` inside hard bounds; a bad cell rejects its row (not the file). Vectorised
-with pyarrow compute; no I/O.
+decimals with `.` (or a decimal comma, when the source uses one) inside hard bounds; a bad cell
+rejects its row (not the file). Vectorised with pyarrow compute; no I/O.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contract.schema import Column, Schema
-from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.frames import empty_typed_frame, typed_frame_dtypes
 
 DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
@@ -61,31 +60,6 @@ def empty_rejects(schema: Schema) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})
 
 
-def check_header(header: list[str], schema: Schema, expected_extra: tuple[str, ...] = ()) -> list[str]:
-    """Raise IntakeFormatError for a header no form can be read with; return its warnings.
-
-    A missing required column or a repeated name is fatal; a missing optional column or an
-    extra one (other than `expected_extra`, e.g. label columns of a generated data set) is a warning.
-    """
-    names = [h.strip() for h in header]
-    if not any(names):
-        raise IntakeFormatError("the file has no header row")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise IntakeFormatError(f"repeated column names in the header: {', '.join(dupes)}")
-    missing_required = [c for c in schema.required_columns if c not in names]
-    if missing_required:
-        raise IntakeFormatError(f"missing required column(s): {', '.join(missing_required)}")
-    warnings = []
-    missing = [c for c in schema.column_names if c not in names]
-    if missing:
-        warnings.append(f"missing optional column(s), treated as blank: {', '.join(missing)}")
-    extra = [n for n in names if n not in schema.intake_columns and n not in expected_extra]
-    if extra:
-        warnings.append(f"extra column(s) ignored: {', '.join(extra)}")
-    return warnings
-
-
 def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(a, False).to_numpy(zero_copy_only=False), dtype=bool)
 
@@ -106,7 +80,9 @@ def _bounds_reason(col: Column, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return low | high, reasons
 
 
-def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _typed_column(
+    col: Column, c: _Column, schema: Schema, decimal_comma: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, bad, reason) for one column; values are float codes or numbers."""
     n = len(c.raw)
     bad = np.zeros(n, dtype=bool)
@@ -124,8 +100,9 @@ def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, 
         bad = ~c.blank & (codes < 0)
         reason[bad] = f"not one of: {', '.join(col.categories)}"
     else:
-        is_decimal = _np_bool(pc.match_substring_regex(c.text, DECIMAL))
-        as_text = pc.if_else(pa.array(is_decimal), c.text, pa.scalar(None, pa.string()))
+        text = pc.replace_substring(c.text, ",", ".", max_replacements=1) if decimal_comma else c.text
+        is_decimal = _np_bool(pc.match_substring_regex(text, DECIMAL))
+        as_text = pc.if_else(pa.array(is_decimal), text, pa.scalar(None, pa.string()))
         values = pc.cast(as_text, pa.float64()).to_numpy(zero_copy_only=False).astype(float)
         not_number = ~c.blank & ~is_decimal
         reason[not_number] = "not a number (a decimal with '.', no units)"
@@ -146,11 +123,18 @@ def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, 
     return values, bad, reason
 
 
-def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: SeenIds | None = None) -> Validated:
+def validate_table(
+    table: pa.Table,
+    rows: np.ndarray,
+    schema: Schema,
+    first_seen: SeenIds | None = None,
+    decimal_comma: bool = False,
+) -> Validated:
     """Validate string cells (one column per header name) of data rows numbered `rows`.
 
     `first_seen` remembers the record ids used so far and where; pass the same SeenIds
     for every chunk of one file so a repeated id rejects the later rows across chunks.
+    With `decimal_comma`, a number cell may use a comma for its decimal point (`7,5`).
     """
     first_seen = SeenIds() if first_seen is None else first_seen
     n = table.num_rows
@@ -202,7 +186,7 @@ def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen
             out[col.name] = np.full(n, np.nan)
             continue
         raw = pc.cast(table.column(names[col.name]).combine_chunks(), pa.string())
-        values, bad, reason = _typed_column(col, _Column(raw, markers), schema)
+        values, bad, reason = _typed_column(col, _Column(raw, markers), schema, decimal_comma)
         raw_np = np.asarray(raw.to_numpy(zero_copy_only=False), dtype=object)
         add(bad, col.name, raw_np, reason)
         bad_rows |= bad
