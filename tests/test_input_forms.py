@@ -398,6 +398,10 @@ def test_the_line_is_counted_in_lines_not_records_and_far_into_the_file(tmp_path
 
 def test_an_unknown_encoding_or_delimiter_is_one_clear_line(tmp_path):
     path = write_intake(tmp_path / "in.csv", [base_row("a")])
+    utf16 = _write(tmp_path / "utf16.csv", path.read_text().encode("utf-16"))
+    with pytest.raises(IntakeFormatError, match="NUL bytes; it looks like UTF-16 text: say so with --encoding utf-16"):
+        iter_validated(utf16, SCHEMA)
+    assert read(utf16, encoding="utf-16")[0]["record_id"].tolist() == ["a"]
     with pytest.raises(IntakeFormatError, match="unknown encoding 'klingon'"):
         iter_validated(path, SCHEMA, encoding="klingon")
     with pytest.raises(IntakeFormatError, match="delimiter"):

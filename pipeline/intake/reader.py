@@ -77,7 +77,9 @@ class CsvReader:
         if not head.strip(b" \t\r\n"):
             raise IntakeFormatError(f"{self.name}: the file is empty")
         if b"\x00" in head:
-            raise IntakeFormatError(f"{self.name}: not a CSV text file (it contains NUL bytes)")
+            utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff")
+            hint = "; it looks like UTF-16 text: say so with --encoding utf-16" if utf16 else ""
+            raise IntakeFormatError(f"{self.name}: not a CSV text file (it contains NUL bytes{hint})")
         self.delimiter = delimiter_option(delimiter) if delimiter else detect_delimiter(head)
         self._segments = iter_segments(head, opened.read, self.delimiter, block_bytes, record_cap)
         self._lines, self._after_cr = 0, False
@@ -113,7 +115,7 @@ class CsvReader:
             for segment in self._segments:
                 batch.append(segment)
                 size += len(segment.data)
-                if size >= self.block_bytes:
+                if size >= self.block_bytes // 2:  # a block read is a little short of block_bytes
                     yield self._chunk(batch)
                     batch, size = [], 0
             if batch:

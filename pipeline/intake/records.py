@@ -261,8 +261,9 @@ def iter_segments(
             if bad.start > pos:
                 yield Segment(pending[pos : bad.start], *scan.count(pos, bad.start))
             stop, opener = bad.stop, bad.opener - bad.start if bad.opener >= 0 else -1
+            cr_at_end = 0  # a CR at the end of the buffer is a line end not counted yet
             if stop < 0 and pending.endswith(b"\r"):  # ends at the CR (its LF, if any, comes next)
-                stop, after_cr = len(pending), not final
+                stop, after_cr, cr_at_end = len(pending), not final, int(not final)
             if stop < 0 and not final:  # the bad line goes on past the buffer: skip to its end
                 kept = pending[bad.start : bad.start + _KEEP_OF_SKIPPED]
                 kept = _utf8_prefix(kept) if len(pending) - bad.start > len(kept) else kept
@@ -270,7 +271,7 @@ def iter_segments(
                 pending = b""
                 break
             stop = len(pending) if stop < 0 else stop
-            yield Segment(pending[bad.start : stop], 1, scan.lines(bad.start, stop) + after_cr, bad.reason, opener)
+            yield Segment(pending[bad.start : stop], 1, scan.lines(bad.start, stop) + cr_at_end, bad.reason, opener)
             if not n_fields:
                 return
             pos = stop

@@ -138,7 +138,9 @@ def _open_binary(source, opened: Opened) -> tuple[BinaryIO, str]:
             raise IntakeFormatError(f"{path}: cannot be opened ({err.strerror or err})") from None
         opened._close.append(fh.close)
         return fh, path.name
-    fh = source.buffer if isinstance(source, io.TextIOBase) else source
+    fh = getattr(source, "buffer", None) if isinstance(source, io.TextIOBase) else source
+    if fh is None or not hasattr(fh, "read"):
+        raise IntakeFormatError(f"not an intake source: {type(source).__name__} (give a path, '-' or a binary file)")
     name = getattr(fh, "name", None)
     opened.name = name if isinstance(name, str) else "the input"
     return fh, name if isinstance(name, str) else ""
