@@ -107,6 +107,8 @@ def cmd_score(args: argparse.Namespace) -> None:
     from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, load_model
     from pipeline.tracking.store import configure
 
+    if args.input == "-" and sys.stdin.isatty():
+        raise UserError("--input - reads standard input: pipe or redirect the intake file into it")
     to_stdout = args.output == "-"
     if to_stdout and not args.rejects:
         raise UserError("--output - writes the scores to standard output: name the rejects file with --rejects")
