@@ -94,55 +94,58 @@ def _parent_lab_likelihood(model: CompiledModel, typed: pd.DataFrame, parent: in
     return out
 
 
+def _parent_leaf(model: CompiledModel, typed, codes, v: int, local: dict[int, int], risk_base, risk_parents):
+    """Parent variable v's row-level leaf (scope, table), None where it is a per-row constant.
+
+    In the pattern: its population prior or logistic table given its parents in the pattern,
+    pinned in the rows that answered it, times the likelihood of a lab it drives. Answered in
+    every row but with blank parents (a risk factor): P(its answer | those parents).
+    """
+    var = model.parent_vars[v]
+    pattern = tuple(local)
+    parents = ()
+    if var.kind == "risk":
+        parents = tuple(sorted(local[p] for p in risk_parents[var.risk_index] if p in local))
+        w = model.risk_weights[:, var.risk_index]
+        logit = _logit_table(model, w, risk_base[:, var.risk_index], parents, pattern)
+    if v not in local:
+        if not parents:
+            return None
+        return parents, expit(np.where(codes[:, v] == 1, 1.0, -1.0) * logit)
+    scope = tuple(sorted((*parents, local[v])))
+    axis = scope.index(local[v])
+    if var.kind == "risk":
+        table = np.stack([expit(-logit), expit(logit)], axis=axis)
+    else:
+        table = np.broadcast_to(np.exp(var.log_prior)[:, None], (var.cardinality, len(codes)))
+    pin = np.ones((var.cardinality, len(codes)))
+    seen = codes[:, v] >= 0
+    pin[:, seen] = np.arange(var.cardinality)[:, None] == codes[seen, v][None, :]
+    table = table * _along(pin, axis, len(scope) + 1)
+    if var.kind == "risk" and (lik := _parent_lab_likelihood(model, typed, v)) is not None:
+        table = table * _along(lik, axis, len(scope) + 1)
+    return scope, np.ascontiguousarray(table)
+
+
 def blank_graph(model: CompiledModel, typed: pd.DataFrame, codes: np.ndarray) -> BlankGraph:
     """The factor graph of these rows' blank parents (codes: (n, V), -1 where blank)."""
-    n = len(codes)
     pattern = tuple(int(v) for v in np.flatnonzero((codes < 0).any(axis=0)))
     local = {v: i for i, v in enumerate(pattern)}
-    cards = tuple(model.parent_vars[v].cardinality for v in pattern)
     observed = codes.copy()
     observed[:, list(pattern)] = -1  # the pattern's features are set along the table axes instead
     x = model.features(typed["age"].to_numpy(dtype=float), observed)
     risk_base = x @ model.risk_weights + model.risk_bias
-    cond_base = model.condition_logits(x)
     risk_parents = _parents(model, model.risk_weights)
+    leaves = [_parent_leaf(model, typed, codes, v, local, risk_base, risk_parents) for v in range(codes.shape[1])]
+    leaves = [leaf for leaf in leaves if leaf is not None]
 
-    row_scopes, row_leaves = [], []
-    for v, var in enumerate(model.parent_vars):
-        in_pattern = v in local
-        parents = (
-            tuple(sorted(local[p] for p in risk_parents[var.risk_index] if p in local)) if var.kind == "risk" else ()
-        )
-        if not in_pattern and not parents:
-            continue  # a per-row constant
-        if var.kind == "risk":
-            w = model.risk_weights[:, var.risk_index]
-            logit = _logit_table(model, w, risk_base[:, var.risk_index], parents, pattern)
-        if not in_pattern:  # observed risk factor with blank parents: P(its value | them)
-            sign = np.where(codes[:, v] == 1, 1.0, -1.0)
-            row_scopes.append(parents)
-            row_leaves.append(expit(sign * logit))
-            continue
-        scope = tuple(sorted((*parents, local[v])))
-        axis = scope.index(local[v])
-        if var.kind == "risk":
-            table = np.stack([expit(-logit), expit(logit)], axis=axis)
-        else:
-            table = np.broadcast_to(np.exp(var.log_prior)[:, None], (var.cardinality, n))
-        pin = np.ones((var.cardinality, n))
-        seen = codes[:, v] >= 0
-        pin[:, seen] = np.arange(var.cardinality)[:, None] == codes[seen, v][None, :]
-        table = table * _along(pin, axis, len(scope) + 1)
-        if var.kind == "risk" and (lik := _parent_lab_likelihood(model, typed, v)) is not None:
-            table = table * _along(lik, axis, len(scope) + 1)
-        row_scopes.append(scope)
-        row_leaves.append(np.ascontiguousarray(table))
-
+    cond_base = model.condition_logits(x)
     item_scopes, pi = [], []
     for c, parents in enumerate(_parents(model, model.condition_weights)):
         scope = tuple(sorted(local[p] for p in parents if p in local))
         item_scopes.append(scope)
         pi.append(expit(_logit_table(model, model.condition_weights[:, c], cond_base[:, c], scope, pattern)))
+    cards = tuple(model.parent_vars[v].cardinality for v in pattern)
     groups = tuple(tuple(range(sl.start, sl.stop)) for sl in cause_slices(model.cause_matrix) if sl.stop - sl.start > 1)
-    plan = build_plan(cards, tuple(row_scopes), tuple(item_scopes), groups)
-    return BlankGraph(pattern, plan, row_leaves, pi)
+    plan = build_plan(cards, tuple(scope for scope, _ in leaves), tuple(item_scopes), groups)
+    return BlankGraph(pattern, plan, [table for _, table in leaves], pi)

@@ -18,7 +18,8 @@ mode (`backward`) gives dZ/d(leaf) for every item-level leaf at about twice the 
 For a group of leaves replaced at once (a cause's conditions), Z' = <dZ/dN, N'> at their lowest
 common ancestor N, where N' recomputes only the part of N's subtree above the changed leaves
 (`group_value`). Everything is a sum of products of non-negative numbers: nothing cancels, and
-each result's relative rounding error is at most `Plan.rounding_depth` units of roundoff.
+each result's relative rounding error is at most `Plan.rounding_depth` units of roundoff
+(plus those of the item leaves).
 
 >>> plan = build_plan((2,), ((0,),), ((0,), ()), ())
 >>> prior = np.array([[0.25], [0.75]])  # one row, one variable with two values
@@ -53,7 +54,7 @@ class Plan:
     n_leaves: int
     lca: tuple[int, ...]  # per group of item leaves: their lowest common ancestor (-1: none)
     item_entries: int  # table entries per item over all item-level nodes (memory per item)
-    rounding_depth: int  # roundings along any path of the forward or backward pass, and then some
+    rounding_depth: int  # roundings on any path of the forward or backward pass (exact leaves)
 
     def item_leaf(self, i: int) -> int:
         return self.n_row_leaves + i
@@ -129,8 +130,9 @@ def build_plan(cards: tuple[int, ...], row_scopes: tuple, item_scopes: tuple, gr
 
 def _rounding_depth(cards, scopes, item, ops, roots, n_leaves, lca) -> int:
     """Most roundings on any path to a result (first order): a product adds its operands'
-    counts and one; a sum of n terms adds n - 1. Item leaves (a (1 - pi) + b pi) start at 4."""
-    fwd = [4 if it else 0 for it in item[:n_leaves]]
+    counts and one; a sum of n terms adds n - 1. Leaves count as exact: each item leaf appears
+    once in every result, so a caller whose item leaves carry r roundings adds r per item leaf."""
+    fwd = [0] * n_leaves
     for a, b, v in ops:
         terms = cards[v] if v >= 0 else 1
         fwd.append(fwd[a] + (fwd[b] + 1 if b >= 0 else 0) + terms - 1)

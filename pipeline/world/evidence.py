@@ -1,7 +1,9 @@
 """The evidence a row gives the oracle: finding states, parent codes, and the coupling factors.
 
 Split from pipeline.world.oracle: what is observed, turned into the arrays the exact
-inference of oracle.py expands (see its docstring for the method).
+inference of oracle.py expands (see its docstring for the method). The findings part
+(`_findings`) is the same whatever happens to the blank parents; `_evidence` adds every joint
+completion of them (rows with few), `_blank_evidence` only their codes, for elimination.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ sum over the blank parents z is variable elimination over their factor graph
 chunking the items. From the same pass:
 
   P(C_c = 1, e) term:   B_c dZ/dB_c (Z is linear in each condition's factor), by the backward pass;
-  no condition of cause g: Z with B_c = 0 for c in g, by replaying only what those factors touch.
+  no condition of cause g: Z with B_c = 0 for c in g, recomputing only the part of the tree below
+                        the cause's conditions' common ancestor (a cause of one condition: Z - N_c).
 
 Every sum over z is of positive terms; the signed sum over T is bounded as in the oracle, with
 the elimination's rounding depth added. The sign-free fallback runs the same elimination with
@@ -124,10 +125,11 @@ def elimination_quickscore(model: CompiledModel, ev: _BlankEvidence, dtype=np.fl
                 numer[rows] += (coef[None] * num.reshape(n_c, len(local), t_block)).sum(axis=2).T
                 none[rows] += (coef[None] * nn.reshape(len(causes), len(local), t_block)).sum(axis=2).T
 
-    # As in the oracle's bound, with the elimination's rounding depth (all its sums positive)
-    # and the sequential sum over blocks of subsets added.
+    # As in the oracle's bound: an item leaf carries at most k + 5 roundings (Q_c, B_c, the leaf),
+    # the elimination adds its depth (all its sums positive), coef k, the pairwise sum over the
+    # subsets 16 + k and the sequential sum over blocks of subsets one per block.
     eps = np.finfo(dtype).eps
-    gamma = (n_c + 3 * k_row + 48 + depth) * eps
+    gamma = (n_c * (k_row + 5) + 3 * k_row + 48 + depth) * eps
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = np.where(total > 0, 2 * gamma * abs_total / total, np.inf)
         p_cond = np.clip(numer / total[:, None], 0.0, 1.0)
@@ -165,7 +167,8 @@ def elimination_enumerated_row(model: CompiledModel, ev: _BlankEvidence, r: int)
         numer += num @ coef
         none += nn @ coef
     eps = np.finfo(float).eps
-    bound = 4 * (m + len(jj) + n_c + 64 + graph.plan.rounding_depth + (1 << m) // block) * eps
+    depth = graph.plan.rounding_depth + 5 * n_c + m + len(jj) + (1 << m) // block
+    bound = 4 * (depth + 64) * eps
     p_cond, p_cause = np.clip(numer / total, 0, 1), np.clip(1 - none / total, 0, 1)
     _single_condition_causes(p_cond, p_cause, causes)
     return p_cond, p_cause, bound
