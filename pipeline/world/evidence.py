@@ -147,6 +147,22 @@ def configuration_counts(model: CompiledModel, codes: np.ndarray) -> np.ndarray:
     return np.where(codes < 0, cards, 1.0).prod(axis=1)
 
 
+def subset_block(v: np.ndarray, a: np.ndarray, b: np.ndarray, t_ids: np.ndarray, dtype):
+    """Quickscore's Q (n, C, t) and coef (n, t) for the subsets T with these ids (bit j set:
+    coupling factor j in T), for rows with k factors: v (n, k, C) the factors' 1 - link, a and
+    b (n, k). Q_c(T) = prod_{j in T} v_jc and coef(T) = prod_j (b_j if j in T else a_j), each
+    multiplied in order of j. The subset axis is last (contiguous): numpy sums over it pairwise.
+    """
+    n, k, n_c = v.shape
+    q = np.ones((n, n_c, len(t_ids)), dtype=dtype)
+    coef = np.ones((n, len(t_ids)), dtype=dtype)
+    for j in range(k):
+        bit = ((t_ids >> j) & 1).astype(bool)
+        q[:, :, bit] *= v[:, j, :, None].astype(dtype)
+        coef *= np.where(bit[None, :], b[:, j, None].astype(dtype), a[:, j, None].astype(dtype))
+    return q, coef
+
+
 def cause_slices(cause_matrix: np.ndarray) -> list[slice]:
     """Conditions of each cause are contiguous in schema order; their slices."""
     slices = []

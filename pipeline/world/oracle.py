@@ -44,6 +44,7 @@ from pipeline.world.evidence import (
     cause_slices,
     configuration_counts,
     parent_codes,
+    subset_block,
 )
 from pipeline.world.network import CompiledModel
 from pipeline.world.oracle_elimination import elimination_enumerated_row, elimination_quickscore
@@ -56,20 +57,6 @@ TERM_BUDGET_BYTES = 48 * 2**20
 ENUMERATE_AT_MOST = 64
 PAIRS_AT_MOST = 1 << 16  # completions enumerated at once: bounds the enumeration's memory
 ERROR_COLUMN = "oracle_error_bound"
-
-
-def _subset_products(v: np.ndarray, a: np.ndarray, b: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """For rows with k coupling factors: Q (n, C, 2^k) and coef (n, 2^k) over all subsets T.
-
-    The subset axis is last (contiguous), so numpy sums over it pairwise.
-    """
-    n, k, c = v.shape
-    q = np.ones((n, c, 1), dtype=dtype)
-    coef = np.ones((n, 1), dtype=dtype)
-    for j in range(k):
-        q = np.concatenate([q, q * v[:, j, :, None]], axis=2)
-        coef = np.concatenate([coef * a[:, j, None], coef * b[:, j, None]], axis=1)
-    return q, coef
 
 
 def _quickscore(pi: np.ndarray, u: np.ndarray, q: np.ndarray, coef: np.ndarray, causes: list[slice]):
@@ -105,33 +92,45 @@ def _quickscore_posterior(model: CompiledModel, ev: _Evidence, dtype=np.float64)
     abs_total = np.zeros(n, dtype=dtype)
     numer = np.zeros((n, n_c), dtype=dtype)
     none = np.zeros((n, len(causes)), dtype=dtype)
+    blocks = np.ones(n)
+    itemsize = np.dtype(dtype).itemsize
     for k in np.unique(k_row):
         rows_k = np.flatnonzero(k_row == k)
         order = np.argsort(~ev.used[rows_k], axis=1, kind="stable")[:, :k]
         v = one_minus_link[order].astype(dtype)  # (n_k, k, C)
         ak = np.take_along_axis(ev.a[rows_k], order, axis=1).astype(dtype)
         bk = np.take_along_axis(ev.b[rows_k], order, axis=1).astype(dtype)
-        q, coef = _subset_products(v, ak, bk, dtype)
-        local = np.full(n, -1)
-        local[rows_k] = np.arange(len(rows_k))
-        pairs = np.flatnonzero(local[ev.pair_row] >= 0)
-        step = max(1, TERM_BUDGET_BYTES // max(q[0].nbytes * 3, 1))
-        for start in range(0, len(pairs), step):
-            p = pairs[start : start + step]
-            rows = ev.pair_row[p]
-            r_tot, r_num, r_none, r_abs = _quickscore(pi[p], pi[p] * w[rows], q[local[rows]], coef[local[rows]], causes)
-            om = omega[p]
-            np.add.at(total, rows, om * r_tot)
-            np.add.at(abs_total, rows, om * r_abs)
-            np.add.at(numer, rows, om[:, None] * r_num)
-            np.add.at(none, rows, om[:, None] * r_none)
+        # Subsets in blocks and rows in batches, so that Q stays within the budget whatever k.
+        n_t = 1 << int(k)
+        t_block = min(n_t, 1 << int(np.log2(TERM_BUDGET_BYTES // (3 * n_c * itemsize))))
+        r_block = max(1, TERM_BUDGET_BYTES // (n_c * t_block * itemsize))
+        blocks[rows_k] = n_t // t_block
+        for r0 in range(0, len(rows_k), r_block):
+            batch = slice(r0, r0 + r_block)
+            local = np.full(n, -1)
+            local[rows_k[batch]] = np.arange(len(rows_k[batch]))
+            pairs = np.flatnonzero(local[ev.pair_row] >= 0)
+            for t0 in range(0, n_t, t_block):
+                q, coef = subset_block(v[batch], ak[batch], bk[batch], np.arange(t0, t0 + t_block), dtype)
+                step = max(1, TERM_BUDGET_BYTES // max(q[0].nbytes * 3, 1))
+                for start in range(0, len(pairs), step):
+                    p = pairs[start : start + step]
+                    rows = ev.pair_row[p]
+                    u = pi[p] * w[rows]
+                    r_tot, r_num, r_none, r_abs = _quickscore(pi[p], u, q[local[rows]], coef[local[rows]], causes)
+                    om = omega[p]
+                    np.add.at(total, rows, om * r_tot)
+                    np.add.at(abs_total, rows, om * r_abs)
+                    np.add.at(numer, rows, om[:, None] * r_num)
+                    np.add.at(none, rows, om[:, None] * r_none)
 
     # Rigorous first-order bound. Each signed term is a product of at most C + k + 2
     # factors; sums over the 2^k terms are numpy's pairwise summation (blocks of 128 with
     # 8 accumulators, then pairwise), at most 16 + log2(2^k) roundings deep; the sum over
-    # completions adds a few more. |error of p| <= 2 gamma sum|terms| / total.
+    # completions adds a few more, and each further block of subsets one.
+    # |error of p| <= 2 gamma sum|terms| / total.
     eps = np.finfo(dtype).eps
-    gamma = (n_c + 3 * k_row + 48) * eps
+    gamma = (n_c + 3 * k_row + 47 + blocks) * eps
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = np.where(total > 0, 2 * gamma * abs_total / total, np.inf)
         p_cond = np.clip(numer / total[:, None], 0.0, 1.0)

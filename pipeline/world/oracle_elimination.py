@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.world.blanks import BlankGraph, blank_graph
 from pipeline.world.elimination import BATCH, backward, forward, group_value, item_product
-from pipeline.world.evidence import _BlankEvidence, cause_slices
+from pipeline.world.evidence import _BlankEvidence, cause_slices, subset_block
 from pipeline.world.network import CompiledModel
 
 ITEM_BUDGET_BYTES = 64 * 2**20  # memory for one batch of items (forward values and gradients)
@@ -74,18 +74,6 @@ def _single_condition_causes(p_cond: np.ndarray, p_cause: np.ndarray, causes) ->
             p_cause[..., g] = p_cond[..., sl.start]
 
 
-def _subset_block(v: np.ndarray, a: np.ndarray, b: np.ndarray, t_ids: np.ndarray, dtype):
-    """Q (n, C, t) and coef (n, t) of the subsets with these ids (bit j set: factor j in T)."""
-    n, k, n_c = v.shape
-    q = np.ones((n, n_c, len(t_ids)), dtype=dtype)
-    coef = np.ones((n, len(t_ids)), dtype=dtype)
-    for j in range(k):
-        bit = ((t_ids >> j) & 1).astype(bool)
-        q[:, :, bit] *= v[:, j, :, None].astype(dtype)
-        coef *= np.where(bit[None, :], b[:, j, None].astype(dtype), a[:, j, None].astype(dtype))
-    return q, coef
-
-
 def elimination_quickscore(model: CompiledModel, ev: _BlankEvidence, dtype=np.float64):
     """Marginals by Quickscore over eliminated parents: (p_conditions, p_causes, error bound) per row."""
     n, n_c = ev.n_rows, model.n_conditions
@@ -116,7 +104,7 @@ def elimination_quickscore(model: CompiledModel, ev: _BlankEvidence, dtype=np.fl
             item_row = np.repeat(np.arange(len(local)), t_block)
             w = ev.w[rows].astype(dtype)
             for t0 in range(0, n_t, t_block):
-                q, coef = _subset_block(v[local], ak[local], bk[local], np.arange(t0, t0 + t_block), dtype)
+                q, coef = subset_block(v[local], ak[local], bk[local], np.arange(t0, t0 + t_block), dtype)
                 bq = (w[:, :, None] * q).transpose(1, 0, 2).reshape(n_c, -1)  # (C, items), row-major items
                 z, num, nn = _item_sums(sub, None, bq, item_row, causes, dtype)
                 term = coef * z.reshape(len(local), t_block)
