@@ -147,19 +147,28 @@ def configuration_counts(model: CompiledModel, codes: np.ndarray) -> np.ndarray:
     return np.where(codes < 0, cards, 1.0).prod(axis=1)
 
 
-def subset_block(v: np.ndarray, a: np.ndarray, b: np.ndarray, t_ids: np.ndarray, dtype):
-    """Quickscore's Q (n, C, t) and coef (n, t) for the subsets T with these ids (bit j set:
-    coupling factor j in T), for rows with k factors: v (n, k, C) the factors' 1 - link, a and
-    b (n, k). Q_c(T) = prod_{j in T} v_jc and coef(T) = prod_j (b_j if j in T else a_j), each
-    multiplied in order of j. The subset axis is last (contiguous): numpy sums over it pairwise.
+def subset_block(v: np.ndarray, a: np.ndarray, b: np.ndarray, first: int, size: int, dtype):
+    """Quickscore's Q (n, C, size) and coef (n, size) for the subsets T with ids first, ...,
+    first + size - 1 (bit j set: coupling factor j in T; size a power of two dividing first),
+    for rows with k factors: v (n, k, C) the factors' 1 - link, a and b (n, k).
+
+    Q_c(T) = prod_{j in T} v_jc and coef(T) = prod_j (b_j if j in T else a_j), multiplied in
+    order of j: by doubling over the low bits that vary in the block, then the fixed high bits.
+    The subset axis is last (contiguous), so numpy sums over it pairwise.
     """
     n, k, n_c = v.shape
-    q = np.ones((n, n_c, len(t_ids)), dtype=dtype)
-    coef = np.ones((n, len(t_ids)), dtype=dtype)
-    for j in range(k):
-        bit = ((t_ids >> j) & 1).astype(bool)
-        q[:, :, bit] *= v[:, j, :, None].astype(dtype)
-        coef *= np.where(bit[None, :], b[:, j, None].astype(dtype), a[:, j, None].astype(dtype))
+    q = np.ones((n, n_c, 1), dtype=dtype)
+    coef = np.ones((n, 1), dtype=dtype)
+    low = size.bit_length() - 1
+    for j in range(low):
+        q = np.concatenate([q, q * v[:, j, :, None]], axis=2)
+        coef = np.concatenate([coef * a[:, j, None], coef * b[:, j, None]], axis=1)
+    for j in range(low, k):
+        if (first >> j) & 1:
+            q = q * v[:, j, :, None]
+            coef = coef * b[:, j, None]
+        else:
+            coef = coef * a[:, j, None]
     return q, coef
 
 

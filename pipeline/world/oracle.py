@@ -111,7 +111,7 @@ def _quickscore_posterior(model: CompiledModel, ev: _Evidence, dtype=np.float64)
             local[rows_k[batch]] = np.arange(len(rows_k[batch]))
             pairs = np.flatnonzero(local[ev.pair_row] >= 0)
             for t0 in range(0, n_t, t_block):
-                q, coef = subset_block(v[batch], ak[batch], bk[batch], np.arange(t0, t0 + t_block), dtype)
+                q, coef = subset_block(v[batch], ak[batch], bk[batch], t0, t_block, dtype)
                 step = max(1, TERM_BUDGET_BYTES // max(q[0].nbytes * 3, 1))
                 for start in range(0, len(pairs), step):
                     p = pairs[start : start + step]

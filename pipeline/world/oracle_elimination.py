@@ -88,9 +88,9 @@ def elimination_quickscore(model: CompiledModel, ev: _BlankEvidence, dtype=np.fl
     for k in np.unique(k_row):
         rows_k = np.flatnonzero(k_row == k)
         order = np.argsort(~ev.used[rows_k], axis=1, kind="stable")[:, :k]
-        v = one_minus_link[order]  # (n_k, k, C)
-        ak = np.take_along_axis(ev.a[rows_k], order, axis=1)
-        bk = np.take_along_axis(ev.b[rows_k], order, axis=1)
+        v = one_minus_link[order].astype(dtype)  # (n_k, k, C)
+        ak = np.take_along_axis(ev.a[rows_k], order, axis=1).astype(dtype)
+        bk = np.take_along_axis(ev.b[rows_k], order, axis=1).astype(dtype)
         graph = blank_graph(model, ev.typed.iloc[rows_k], ev.codes[rows_k])
         n_t = 1 << int(k)
         budget = _items_per_batch(graph, n_c, dtype)
@@ -104,7 +104,7 @@ def elimination_quickscore(model: CompiledModel, ev: _BlankEvidence, dtype=np.fl
             item_row = np.repeat(np.arange(len(local)), t_block)
             w = ev.w[rows].astype(dtype)
             for t0 in range(0, n_t, t_block):
-                q, coef = subset_block(v[local], ak[local], bk[local], np.arange(t0, t0 + t_block), dtype)
+                q, coef = subset_block(v[local], ak[local], bk[local], t0, t_block, dtype)
                 bq = (w[:, :, None] * q).transpose(1, 0, 2).reshape(n_c, -1)  # (C, items), row-major items
                 z, num, nn = _item_sums(sub, None, bq, item_row, causes, dtype)
                 term = coef * z.reshape(len(local), t_block)
