@@ -48,7 +48,7 @@ class Plan:
     cards: tuple[int, ...]
     scopes: tuple[tuple[int, ...], ...]  # every node: row leaves, item leaves, then op results
     item: tuple[bool, ...]
-    ops: tuple[tuple[int, int, int], ...]  # (a, b, v): a * b summed over v; b = -1: a summed over v
+    ops: tuple[tuple[int, int, int], ...]  # (a, b, v): a * b summed over v (v = -2: no sum); b = -1: a alone
     roots: tuple[int, ...]  # item-level scalar nodes: Z is their product
     n_row_leaves: int
     n_leaves: int
