@@ -130,6 +130,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         "encoding": args.encoding,
     }
     output = sys.stdout.buffer if to_stdout else Path(args.output)
+    explainer = _explainer(loaded.model, kb) if args.explain else None
     observers, profile = (), None
     if args.report:
         from pipeline.reporting.batch import finish_report, start_profile
@@ -144,6 +145,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         args.rejects,
         read_options={k: v for k, v in read_options.items() if v},
         observers=observers,
+        explainer=explainer,
     )
     if profile is not None:
         finish_report(
@@ -158,6 +160,18 @@ def cmd_score(args: argparse.Namespace) -> None:
         file=report,
     )
     print(DISCLAIMER, file=report)
+
+
+def _explainer(model, kb):
+    """`--explain`: the model's exact attributions and the knowledge base's value of information."""
+    from pipeline.scoring.explain import Explainer, ExplainError
+    from pipeline.world.network import default_model
+    from pipeline.world.value_of_information import AskNext
+
+    try:
+        return Explainer(model, kb.schema, AskNext(default_model(), kb.schema.explain.ask_next_max))
+    except ExplainError as err:
+        raise UserError(str(err)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -176,7 +190,13 @@ input:
 outputs:
   scores   one row per scored form, in input order: record_id, the 21 p_<condition> and 6
            p_cause_<cause> probabilities, top_conditions, triage, red_flags, specialists,
-           model_version
+           model_version; with --explain, reasons and ask_next before model_version:
+             reasons   per top condition `condition: +field, +field, -field` (` | ` between
+                       conditions): answered fields that raised it most, and the one that
+                       lowered it most, exact for the model (calibration is monotone)
+             ask_next  up to 3 blank fields, most informative first (expected information
+                       gain about the conditions under the knowledge base)
+  report   with --report PATH.html, a self-contained page about the batch
   rejects  one line per bad cell or unreadable row: row, record_id, field, value, reason
   Every input row ends up in exactly one of the two. Both are written to temporary files and
   renamed only when the whole input has been read: a failure leaves no partial output.
@@ -285,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument(
         "--encoding", metavar="NAME", help="the input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8)"
+    )
+    sc.add_argument(
+        "--explain",
+        action="store_true",
+        help="add `reasons` (the answered fields that raised and lowered each top condition, exact for the "
+        "model) and `ask_next` (up to 3 blank fields worth asking or testing next); slower",
     )
     sc.add_argument(
         "--report",
