@@ -8,6 +8,7 @@ nothing is left half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -110,6 +111,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     if to_stdout and not args.rejects:
         raise UserError("--output - writes the scores to standard output: name the rejects file with --rejects")
     report = sys.stderr if to_stdout else sys.stdout
+    _memory_pool_that_returns_memory()
     kb = default_knowledge_base()
     uri = args.model or CHAMPION_URI
     if Path(uri).exists():
@@ -156,6 +158,16 @@ def cmd_score(args: argparse.Namespace) -> None:
         file=report,
     )
     print(DISCLAIMER, file=report)
+
+
+def _memory_pool_that_returns_memory() -> None:
+    """Arrow on jemalloc where the build has it: chunk after chunk, it gives freed memory back
+    (or reuses it) more readily than the default allocator, so the scorer's peak memory is what
+    it holds, not what the allocator kept."""
+    import pyarrow as pa
+
+    with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc keeps its default
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def _explainer(model, kb):
@@ -229,9 +241,20 @@ def _version() -> str:
     return f"leg-fatigue-pipeline {version} (intake schema version {default_schema().version})"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, worked out only when asked for (reading the schema loads numpy and pandas)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=_program_name(), description=f"Leg-fatigue risk scoring. {DISCLAIMER}")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample synthetic intake records with their true conditions")
@@ -323,10 +346,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = build_parser().parse_args(argv)
+    if args.command == "score":
+        # The scorer runs its stages in threads of its own; a matrix product spreading over the same
+        # cores only competes with them (read when numpy loads: no effect if it is loaded already).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from pipeline.contract.knowledge import KnowledgeBaseError
     from pipeline.intake.errors import IntakeFormatError
 
-    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (UserError, IntakeFormatError, KnowledgeBaseError) as err:
