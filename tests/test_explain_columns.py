@@ -4,11 +4,14 @@ served model returning the same explanations when asked (params={"explain": True
 
 from __future__ import annotations
 
+from collections import Counter
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from helpers import SCHEMA, neutral, read_rows
+from test_report import Keyed
 
 from pipeline.cli import main
 from pipeline.contract.loader import default_knowledge_base
@@ -23,9 +26,10 @@ EX = SCHEMA.explain
 @pytest.fixture(scope="module")
 def explained(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("explain") / "scores.csv"
-    assert main(["score", "--input", str(SAMPLE_PATH), "--output", str(out), "--explain"]) == 0
+    report = out.with_name("batch.html")
+    assert main(["score", "--input", str(SAMPLE_PATH), "--output", str(out), "--explain", "--report", str(report)]) == 0
     header, rows = read_rows(out)
-    return header, rows
+    return header, rows, report
 
 
 def _forms() -> dict[str, dict[str, str]]:
@@ -41,14 +45,14 @@ def _answered(form: dict[str, str], field: str) -> bool:
 
 
 def test_explain_adds_the_contract_columns_before_model_version(explained):
-    header, rows = explained
+    header, rows, _ = explained
     assert header == list(SCHEMA.output_columns(explain=True))
     assert header.index(EX.columns[-1]) + 1 == header.index(EX.before)
     assert rows and all(r[EX.columns[0]] for r in rows if r["top_conditions"])
 
 
 def test_reasons_follow_the_top_conditions_and_cite_only_answered_fields(explained):
-    _, rows = explained
+    _, rows, _ = explained
     forms = _forms()
     for row in rows:
         top = row["top_conditions"].split(SEP) if row["top_conditions"] else []
@@ -65,7 +69,7 @@ def test_reasons_follow_the_top_conditions_and_cite_only_answered_fields(explain
 
 
 def test_ask_next_names_only_blank_fields_at_most_the_contract_allows(explained):
-    _, rows = explained
+    _, rows, _ = explained
     forms = _forms()
     asked = 0
     for row in rows:
@@ -107,3 +111,20 @@ def test_the_served_model_explains_as_the_cli_does(store, explained):
     for row in served.to_dict(orient="records"):
         for column in EX.columns:
             assert row[column] == cli[row[SCHEMA.id_column]][column], column
+
+
+def test_the_batch_report_counts_what_ask_next_suggested(explained):
+    _, rows, report = explained
+    page = Keyed()
+    page.feed(report.read_text(encoding="utf-8"))
+    first, anywhere = Counter(), Counter()
+    for row in rows:
+        fields = row[EX.columns[1]].split(SEP) if row[EX.columns[1]] else []
+        anywhere.update(fields)
+        first.update(fields[:1])
+    shown = {k.split(":", 1)[1] for k in page.values if k.startswith("ask_any:")}
+    assert shown and shown <= set(anywhere)
+    assert sorted(anywhere.values(), reverse=True)[: len(shown)] == sorted((anywhere[f] for f in shown), reverse=True)
+    for field in shown:
+        assert int(page.values[f"ask_any:{field}"]) == anywhere[field]
+        assert int(page.values[f"ask_first:{field}"]) == first[field]
