@@ -119,9 +119,12 @@ def _first_record_end(buf: bytes) -> int:
 
 
 def iter_raw_chunks(
-    path: Path, header: list[str], schema: Schema, block_bytes: int = BLOCK_BYTES
+    path: Path, header: list[str], schema: Schema, block_bytes: int = BLOCK_BYTES, columns: list[str] | None = None
 ) -> Iterator[RawChunk]:
-    """Yield the file's data rows in order, as string tables, with malformed rows as reject lines."""
+    """Yield the file's data rows in order, as string tables, with malformed rows as reject lines.
+
+    `columns` (header cells) keeps only those columns in the tables; every field is still counted.
+    """
     path = Path(path)
     n_fields = len(header)
     names = [h.strip() for h in header]
@@ -133,6 +136,7 @@ def iter_raw_chunks(
             quoted_strings_can_be_null=False,
             null_values=[],
             check_utf8=True,
+            include_columns=columns or [],
         ),
     }
     try:

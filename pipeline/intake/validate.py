@@ -33,9 +33,10 @@ class SeenIds:
     """Record ids used so far in a file, with the row of each first use: exact, and compact
     (Arrow strings and an int64 array rather than a dict of Python strings)."""
 
-    def __init__(self):
-        self.ids = pa.array([], pa.string())
-        self.rows = np.empty(0, dtype=np.int64)
+    def __init__(self, ids: pa.Array | None = None, rows: np.ndarray | None = None):
+        """Empty, or knowing `ids` (distinct) as first used at `rows`."""
+        self.ids = pa.array([], pa.string()) if ids is None else pc.cast(ids, pa.string())
+        self.rows = np.empty(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
 
     def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Row of the first use of each id (its own row when new); records the new ones."""
@@ -61,13 +62,18 @@ def empty_rejects(schema: Schema) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})
 
 
+def header_column(cell: str) -> str:
+    """The column name a header cell gives (surrounding spaces ignored)."""
+    return cell.strip()
+
+
 def check_header(header: list[str], schema: Schema, expected_extra: tuple[str, ...] = ()) -> list[str]:
     """Raise IntakeFormatError for a header no form can be read with; return its warnings.
 
     A missing required column or a repeated name is fatal; a missing optional column or an
     extra one (other than `expected_extra`, e.g. label columns of a generated data set) is a warning.
     """
-    names = [h.strip() for h in header]
+    names = [header_column(h) for h in header]
     if not any(names):
         raise IntakeFormatError("the file has no header row")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -146,6 +152,20 @@ def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, 
     return values, bad, reason
 
 
+def _id_cells(table: pa.Table, schema: Schema) -> tuple[pa.Array, _Column]:
+    """The record_id cells of raw intake cells: as text, and trimmed with their blanks."""
+    names = {header_column(name): name for name in table.column_names}
+    raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
+    return raw_id, _Column(raw_id, pa.array(sorted(schema.missing_markers)))
+
+
+def learn_record_ids(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: SeenIds) -> None:
+    """Record the ids of raw cells in `first_seen` exactly as `validate_table` does, validating nothing else."""
+    _, ids = _id_cells(table, schema)
+    text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
+    first_seen.first_use(text, np.asarray(rows, dtype=np.int64), ~ids.blank)
+
+
 def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: SeenIds | None = None) -> Validated:
     """Validate string cells (one column per header name) of data rows numbered `rows`.
 
@@ -156,10 +176,9 @@ def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen
     n = table.num_rows
     rows = np.asarray(rows, dtype=np.int64)
     markers = pa.array(sorted(schema.missing_markers))
-    names = {name.strip(): name for name in table.column_names}
+    names = {header_column(name): name for name in table.column_names}
 
-    raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
-    ids = _Column(raw_id, markers)
+    raw_id, ids = _id_cells(table, schema)
     id_text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
     id_len = pc.utf8_length(ids.text).to_numpy(zero_copy_only=False)
     raw_id_np = np.asarray(raw_id.to_numpy(zero_copy_only=False), dtype=object)

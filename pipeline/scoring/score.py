@@ -69,7 +69,7 @@ class ScoreSummary:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
     """Make SIGTERM unwind like Ctrl-C, so temporary files are removed."""
 
     def handler(signum, frame):
@@ -122,7 +122,7 @@ def score_file(
         from tqdm import tqdm
 
         bar = tqdm(unit=" rows", unit_scale=True, desc="score", file=sys.stderr)
-    with _sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
+    with sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
         tmp_out, tmp_rej = (Path(spool) / "scores.csv" if to_stream else temps[0]), temps[-1]
         scores_writer = pacsv.CSVWriter(tmp_out, scores_arrow_schema(schema), write_options=CSV_OPTIONS)
         rejects_writer = RejectsWriter(tmp_rej, schema)
