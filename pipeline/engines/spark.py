@@ -134,14 +134,7 @@ def score_spark(
                 read_options=read_options,
                 block_bytes=block_bytes,
             )
-            order = _largest_first(files)
-            if len(files) > 1:
-                job = replace(job, earlier=_earlier_uses(spark, job, order))
-            results = _score_files(spark, job, order)
-            _check_parts(job, scores_tmp, rejects_tmp)
-    except BaseException:
-        _cancel(spark)
-        raise
+            results = _run_job(spark, job, files)
     finally:
         if started:
             spark.stop()
@@ -177,13 +170,13 @@ def spark_session(master: str | None = None):
     if master and remote and not master.startswith("sc://"):
         raise SparkSetupError(f"--master {master} and SPARK_REMOTE={remote} name two clusters: unset one")
     url = master or remote or DEFAULT_MASTER
+    connect = url.startswith("sc://") or (master is None and bool(remote))  # a `local` one runs in this process
     builder = SparkSession.builder.appName(APP_NAME)
+    builder = builder.remote(url) if connect else builder.master(url)
     if url.startswith("local"):
         _local_workers_run_this_python()
-    if url.startswith("sc://") or (master is None and remote):
-        builder = builder.remote(url)
-    else:
-        builder = builder.master(url).config("spark.ui.showConsoleProgress", "false")
+    if not connect:  # a Connect server's configuration is the server's
+        builder = builder.config("spark.ui.showConsoleProgress", "false")
         if url.startswith("local"):
             builder = builder.config("spark.ui.enabled", "false")
             builder = builder.config(
@@ -219,6 +212,21 @@ def _quiet_pandas_warning() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=PANDAS_3_WARNING, category=FutureWarning)
         yield
+
+
+def _run_job(spark, job: ScoringJob, files: list[Path]) -> list[dict]:
+    """Both passes; on any failure (Ctrl-C too) the job's Spark work is stopped before the
+    temporary directories go, so no straggling task writes into them."""
+    try:
+        order = _largest_first(files)
+        if len(files) > 1:
+            job = replace(job, earlier=_earlier_uses(spark, job, order))
+        results = _score_files(spark, job, order)
+        _check_parts(job, Path(job.scores_dir), Path(job.rejects_dir))
+        return results
+    except BaseException:
+        _cancel(spark)
+        raise
 
 
 def _largest_first(files: list[Path]) -> list[int]:
