@@ -8,6 +8,7 @@ Subpackages, from the bottom floor up (a module imports only from its own floor 
     scoring    triage and the batch scorer
     tracking   MLflow: the store, the registry, model files, the pyfunc
     learning   features, the cause model, calibration, metrics, training, evaluation
+    reporting  the batch report (score --report)
 
 `cli`, `demo` and `bench` sit on top.
 """

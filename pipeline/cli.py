@@ -107,6 +107,9 @@ def cmd_score(args: argparse.Namespace) -> None:
     from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, load_model
     from pipeline.tracking.store import configure
 
+    _check_engine(args)
+    if args.input == "-" and sys.stdin.isatty():
+        raise UserError("--input - reads standard input: pipe or redirect the intake file into it")
     to_stdout = args.output == "-"
     if to_stdout and not args.rejects:
         raise UserError("--output - writes the scores to standard output: name the rejects file with --rejects")
@@ -127,6 +130,8 @@ def cmd_score(args: argparse.Namespace) -> None:
         "decimal_comma": True if args.decimal_comma else None,
         "encoding": args.encoding,
     }
+    if args.engine == "spark":
+        return _score_on_spark(args, loaded, kb, uri, read_options)
     output = sys.stdout.buffer if to_stdout else Path(args.output)
     observers, profile = (), None
     if args.report:
@@ -156,6 +161,33 @@ def cmd_score(args: argparse.Namespace) -> None:
         file=report,
     )
     print(DISCLAIMER, file=report)
+
+
+def _score_on_spark(args: argparse.Namespace, loaded, kb, uri: str, read_options: dict) -> None:
+    """`score --engine spark`: the same intake path and scoring per file on Spark, into directories."""
+    from pipeline.engines.spark import SparkSetupError, score_spark
+
+    read_options = {k: v for k, v in read_options.items() if v}
+    try:
+        summary = score_spark(
+            args.input, Path(args.output), Path(args.rejects), loaded, kb, master=args.master, read_options=read_options
+        )
+    except SparkSetupError as err:
+        raise UserError(str(err)) from None
+    for w in summary.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    where = f"scores -> {args.output}/; rejects -> {args.rejects}/"
+    print(f"{summary.line()}; {where}; model {uri} (version {loaded.version})\n{DISCLAIMER}")
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """The options `--engine spark` needs or refuses, before anything is loaded."""
+    if args.engine != "spark":
+        if args.master:
+            raise UserError("--master needs --engine spark")
+        return
+    if args.output == "-" or not args.rejects or args.report:
+        raise UserError("--engine spark writes directories: give --output DIR and --rejects DIR (no --report)")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -289,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH.html",
         help="also write a self-contained page about the batch: rows and rejects, triage and red flags, "
         "causes and conditions, drift against the training population, the model's quality",
+    )
+    sc.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: this process (default); spark: Apache Spark, where --input may be a file, directory or glob "
+        "and --output and --rejects are directories of CSV part files (README, 'Scoring on Apache Spark')",
+    )
+    sc.add_argument(
+        "--master", metavar="URL", help="with --engine spark: the Spark master (default local[*]; or SPARK_REMOTE)"
     )
     sc.set_defaults(func=cmd_score)
 

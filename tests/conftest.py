@@ -52,3 +52,20 @@ def store(tmp_path_factory):
     loaded = load_model(CHAMPION_URI, kb.schema)
     yield SimpleNamespace(root=root, version=result.version, loaded=loaded, kb=kb)
     patch.undo()
+
+
+@pytest.fixture(scope="session")
+def quick_model():
+    """The `quick` experiment's CauseModel fitted directly (no MLflow) on the cached splits, once per session."""
+    from pipeline.contract.loader import default_knowledge_base
+    from pipeline.learning.cause_model import targets
+    from pipeline.learning.config import load_experiment
+    from pipeline.learning.splits import load_split
+    from pipeline.learning.train import build_model
+
+    kb = default_knowledge_base()
+    config = load_experiment("quick")
+    d = config.data
+    train, _, _ = load_split(kb, "train", d.population, d.n_train, d.seed)
+    cal, _, _ = load_split(kb, "calibration", d.population, d.n_calibration, d.seed)
+    return build_model(config, kb).fit(train, targets(train, kb.schema), cal, targets(cal, kb.schema), schema=kb.schema)

@@ -9,23 +9,17 @@ from helpers import SCHEMA
 from scipy.special import logit
 
 from pipeline.contract.loader import default_knowledge_base
-from pipeline.learning.cause_model import targets
 from pipeline.learning.config import load_experiment
 from pipeline.learning.explain import reasons_column
 from pipeline.learning.splits import load_split
-from pipeline.learning.train import build_model
 
 
 @pytest.fixture(scope="module")
-def fitted():
+def fitted(quick_model):
     kb = default_knowledge_base()
-    config = load_experiment("quick")
-    d = config.data
-    train, _, _ = load_split(kb, "train", d.population, d.n_train, d.seed)
-    cal, _, _ = load_split(kb, "calibration", d.population, d.n_calibration, d.seed)
+    d = load_experiment("quick").data
     val, _, _ = load_split(kb, "validation", d.population, d.n_validation, d.seed)
-    model = build_model(config, kb).fit(train, targets(train, SCHEMA), cal, targets(cal, SCHEMA), schema=SCHEMA)
-    return model, val.head(400)
+    return quick_model, val.head(400)
 
 
 def test_baseline_plus_attributions_is_the_calibrated_logit(fitted):

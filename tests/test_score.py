@@ -333,7 +333,7 @@ def test_every_row_ends_up_in_exactly_one_file(store, base_rows, data, block_byt
 @pytest.fixture(scope="module")
 def big_intake(tmp_path_factory):
     path = tmp_path_factory.mktemp("big") / "intake.csv"
-    return write_dataset(default_model(), 150_000, 99, path, "csv")
+    return write_dataset(default_model(), 600_000, 99, path, "csv")  # long enough to interrupt mid-way
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -351,6 +351,8 @@ def test_interrupted_run_leaves_previous_outputs_untouched(store, big_intake, tm
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a job started in the background inherits SIGINT ignored, and Python keeps it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 60
@@ -358,7 +360,8 @@ def test_interrupted_run_leaves_previous_outputs_untouched(store, big_intake, tm
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no .partial file appeared (exit {proc.poll()}): {proc.communicate()[1][-2000:]}")
             time.sleep(0.05)
-        time.sleep(0.3)  # well into the writing
+        time.sleep(0.1)  # into the writing
+        assert proc.poll() is None, "the run finished before it could be interrupted: use a bigger input"
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow.csv as pacsv
@@ -36,13 +37,12 @@ def _no_nan(token: str):
     raise ValueError(f"not strict JSON: {token}")
 
 
-@pytest.fixture(scope="module")
-def server(store):
-    """`make serve` on a free port against the test store's champion; stopped after the module."""
+@contextmanager
+def make_server(target: str, port_arg: str, health: str, env: dict):
+    """`make TARGET PORT_ARG=port` in its own session, until `health` answers 200; stopped on exit."""
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ["MLFLOW_TRACKING_URI"]}
     proc = subprocess.Popen(
-        ["make", "--no-print-directory", "serve", f"PORT={port}"],
+        ["make", "--no-print-directory", target, f"{port_arg}={port}"],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -55,16 +55,16 @@ def server(store):
         deadline = time.monotonic() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                with urllib.request.urlopen(f"{url}{health}", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 out = proc.stdout.read() if proc.poll() is not None else ""
-                pytest.fail(f"mlflow models serve did not come up (exit {proc.poll()}): {out[-3000:]}")
+                pytest.fail(f"make {target} did not come up (exit {proc.poll()}): {out[-3000:]}")
             time.sleep(0.5)
-        yield url
+        yield url, proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -72,6 +72,13 @@ def server(store):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    """`make serve` on a free port against the test store's champion; stopped after the module."""
+    with make_server("serve", "PORT", "/ping", dict(os.environ)) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -139,38 +146,10 @@ def test_a_missing_required_column_is_a_clear_400(server, forms):
 
 def test_make_ui_is_one_light_server(tmp_path):
     """`make ui` serves the UI from one worker: no job runner, no pool of consumers."""
-    port = _free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'ui.db'}"}
-    proc = subprocess.Popen(
-        ["make", "--no-print-directory", "ui", f"UI_PORT={port}"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"make ui did not come up (exit {proc.poll()})")
-            time.sleep(0.5)
+    with make_server("ui", "UI_PORT", "/health", env) as (_, proc):
         time.sleep(2)  # anything it would spawn has spawned
         tree = subprocess.run(["ps", "-o", "pid=,args=", "-g", str(proc.pid)], capture_output=True, text=True).stdout
         python_processes = [line for line in tree.splitlines() if "python" in line]
         assert len(python_processes) <= 2, tree  # mlflow ui and its single uvicorn worker
         assert "huey" not in tree and "_job_runner" not in tree, tree
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

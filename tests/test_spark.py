@@ -10,6 +10,7 @@ bookkeeping) are tested first, without a session. One SparkSession serves the mo
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import os
 import re
@@ -24,12 +25,12 @@ import pyarrow.csv as pacsv
 import pytest
 from helpers import SCHEMA, probabilities, read_rows
 
-from pipeline.engines.file_tasks import cite_earlier_files, earlier_uses, part_name
+from pipeline.cli import main
+from pipeline.engines.file_tasks import earlier_uses, part_name
 from pipeline.engines.files import check_output_dirs, input_files, replaced_dirs
 from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.frames import to_csv_table
-from pipeline.intake.stream import iter_validated, record_id_uses
-from pipeline.intake.validate import SeenIds
+from pipeline.intake.header import column_key
 from pipeline.scoring.score import score_file
 from pipeline.world.generate import generate_frame
 from pipeline.world.network import default_model
@@ -99,20 +100,6 @@ def test_part_files_sort_in_input_order():
     assert names == sorted(names) and names[0] == "part-000000.csv"
 
 
-def test_record_id_uses_sees_what_the_validated_stream_sees(tmp_path):
-    path = tmp_path / "forms.csv"
-    path.write_text(
-        "record_id,age,bmi\n a1 ,50,\na2,50,25 kg\nNA,50,\na1,50,\na3,50\n,50,\na4,50,,extra\na5,130,\n",
-        encoding="utf-8",
-    )
-    uses = record_id_uses(path, SCHEMA)
-    stream_seen = SeenIds()
-    for _ in iter_validated(path, SCHEMA, first_seen=stream_seen):
-        pass
-    assert uses.ids.to_pylist() == stream_seen.ids.to_pylist() == ["a1", "a2", "a5"]
-    assert uses.rows.tolist() == stream_seen.rows.tolist() == [1, 2, 8]  # malformed rows 5, 7 use no id
-
-
 def test_earlier_uses_name_the_first_file_and_row_of_each_repeated_id():
     uses_type = pa.list_(pa.struct([("file", pa.int64()), ("row", pa.int64())]))
     repeated = pa.table(
@@ -128,27 +115,6 @@ def test_earlier_uses_name_the_first_file_and_row_of_each_repeated_id():
     assert list(earlier) == [2]
     assert earlier[2].ids.to_pylist() == ["x", "y"]
     assert earlier[2].files.tolist() == [0, 1] and earlier[2].rows.tolist() == [4, 9]
-    rejects = pd.DataFrame(
-        {
-            "row": [1, 3, 5, 5],
-            "record_id": ["x", " y ", "z", "z"],
-            "field": ["record_id", "record_id", "record_id", "bmi"],
-            "value": ["x", " y ", "z", "25 kg"],
-            "reason": [
-                "repeated record_id (first used at row -1)",
-                "repeated record_id (first used at row -2)",
-                "repeated record_id (first used at row 2)",  # first used in this file: unchanged
-                "not a number (a decimal with '.', no units)",
-            ],
-        }
-    )
-    cited = cite_earlier_files(rejects, earlier[2], ("a.csv", "b.csv", "c.csv"), SCHEMA)
-    assert cited["reason"].tolist() == [
-        "repeated record_id (first used at row 4 of a.csv)",
-        "repeated record_id (first used at row 9 of b.csv)",
-        *rejects["reason"].tolist()[2:],
-    ]
-    assert cite_earlier_files(rejects, None, (), SCHEMA) is rejects
 
 
 def test_the_package_imports_without_pyspark():
@@ -181,9 +147,16 @@ def _write(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
+def _text(path: Path) -> str:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        return fh.read()
+
+
 @pytest.fixture(scope="module")
 def forms_dir(tmp_path_factory) -> Path:
-    """Three files in name order a, b, c (c the largest, so Spark starts it first)."""
+    """Three files in name order a, b (gzip), c (c the largest, so Spark starts it first; its
+    header in another order and spelling, one optional column missing, one extra)."""
     folder = tmp_path_factory.mktemp("forms")
     a = _rows(20, 11, "a")
     _set(a, 3, bmi="25 kg")
@@ -201,18 +174,23 @@ def forms_dir(tmp_path_factory) -> Path:
     _set(b, 10, record_id="b04")  # within b: first used at row 5
     _set(b, 12, record_id="NA")
     _set(b, 13, record_id="a02")
-    _write(folder / "b_forms.csv", b)
+    _set(b, 18, record_id="a17")  # row 18 of a: the same row number in another file is still a repeat
+    plain = _write(folder / "b_forms.csv", b)
+    (folder / "b_forms.csv.gz").write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    plain.unlink()
 
     c = _rows(30, 13, "c")
     order = [*reversed(range(len(c[0])))]
     c = [[r[i] for i in order] for r in c]  # another column order
     drop = c[0].index("diet_quality")
-    c = [[*r[:drop], *r[drop + 1 :], "free text" if k else "notes"] for k, r in enumerate(c)]
+    c = [[*r[:drop], *r[drop + 1 :]] for r in c]
     _set(c, 1, record_id="b00")
     _set(c, 2, record_id="a08")  # only in a malformed row before: a first use
     _set(c, 3, record_id="=cmd")
     _set(c, 5, bmi="25 kg")
     _set(c, 6, age="")
+    c[0] = [h.replace("_", " ").title() if k % 2 else h.replace("_", "-") for k, h in enumerate(c[0])]
+    c = [[*r, "free text" if k else "notes"] for k, r in enumerate(c)]
     _write(folder / "c_forms.csv", c)
     return folder
 
@@ -223,10 +201,11 @@ def reference(files: list[Path], store, tmp: Path) -> tuple[list[dict], list[tup
     row), a repeat of an id first used in another file naming that file."""
     header, lines, where = list(SCHEMA.intake_columns), [], []
     for path in files:
-        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+        rows = list(csv.reader(io.StringIO(_text(path))))
+        keys = [column_key(h) for h in rows[0]]
         for k, row in enumerate(rows[1:], start=1):
             if len(row) == len(rows[0]):  # a well-formed row: its cells under the common header
-                row = [row[rows[0].index(c)] if c in rows[0] else "" for c in header]
+                row = [row[keys.index(c)] if c in keys else "" for c in header]
             lines.append(row)
             where.append((str(path), k))
     _write(tmp / "all.csv", [header, *lines])
@@ -278,10 +257,9 @@ def spark(store):
 @pytest.fixture(scope="module")
 def spark_run(spark, store, forms_dir, tmp_path_factory):
     from pipeline.engines.spark import score_spark
-    from pipeline.tracking.registry import CHAMPION_URI
 
     out = tmp_path_factory.mktemp("spark_out")
-    summary = score_spark(str(forms_dir), out / "scores", out / "rejects", CHAMPION_URI, store.kb)
+    summary = score_spark(str(forms_dir), out / "scores", out / "rejects", store.loaded, store.kb)
     return summary, out
 
 
@@ -313,6 +291,7 @@ def test_spark_equals_the_single_machine_scorer_across_files(spark_run, forms_di
     assert cited[(b, 10)] == "repeated record_id (first used at row 5)"
     assert cited[(c, 1)] == f"repeated record_id (first used at row 1 of {b})"
     assert cited[(c, 3)] == f"repeated record_id (first used at row 11 of {a})"
+    assert cited[(b, 18)] == f"repeated record_id (first used at row 18 of {a})"
     assert (c, 2) not in cited  # a08 was only in a malformed row of a
     assert any(r["record_id"] == "'=cmd" for r in rejects)  # neutralised like the single-machine scorer
     assert {(r["file"], int(r["row"])) for r in rejects if r["field"] == ""} == {(a, 9), (b, 8)}  # malformed
@@ -322,11 +301,12 @@ def test_spark_equals_the_single_machine_scorer_across_files(spark_run, forms_di
 def test_nothing_is_lost_and_each_file_has_its_part_files(spark_run, forms_dir):
     summary, out = spark_run
     files = input_files(str(forms_dir))
-    data_rows = {str(f): len(f.read_text().splitlines()) - 1 for f in files}
+    data_rows = {str(f): len(_text(f).splitlines()) - 1 for f in files}
     assert summary.rows_read == sum(data_rows.values()) == 70
     assert summary.rows_scored + summary.rows_rejected == summary.rows_read
     assert summary.files == 3 and summary.model_version
     assert any("extra column(s) ignored: notes" in w and "c_forms" in w for w in summary.warnings)
+    assert not any("b_forms" in w for w in summary.warnings)  # b's header is the contract's
     assert any("diet_quality" in w for w in summary.warnings)
     _, scores = read_parts(out / "scores")
     _, rejects = read_parts(out / "rejects")
@@ -341,6 +321,66 @@ def test_nothing_is_lost_and_each_file_has_its_part_files(spark_run, forms_dir):
             "part-00001.csv",
             "part-00002.csv",
         ]
+
+
+def test_one_task_scores_its_file_and_passes_an_explainer_through(store, tmp_path, monkeypatch):
+    """A task without Spark: its part files, ids from an earlier file rejected naming it, and an
+    explainer made per file by the job's factory reaching `score_chunk` (for `--explain`)."""
+    from pipeline.engines import file_tasks
+    from pipeline.scoring.score import scores_arrow_schema
+    from pipeline.tracking.persistence import model_bytes
+
+    rows = _rows(6, 31, "t")
+    _set(rows, 2, bmi="25 kg")
+    path = _write(tmp_path / "t.csv", rows)
+    (tmp_path / "s").mkdir()
+    (tmp_path / "r").mkdir()
+    calls, original = [], file_tasks.score_chunk
+
+    def score_chunk(typed, model, kb, version, explainer=None):  # what score_chunk(explainer=) will do
+        calls.append(explainer)
+        table = original(typed, model, kb, version)
+        return table.append_column("why", pa.array([explainer] * table.num_rows, pa.string()))
+
+    monkeypatch.setattr(file_tasks, "score_chunk", score_chunk)
+    shipped = model_bytes(store.loaded.model)
+    job = file_tasks.ScoringJob(
+        files=(str(tmp_path / "earlier.csv"), str(path)),
+        names=("earlier.csv", "t.csv"),
+        kb=store.kb,
+        model=shipped,
+        model_version="7",
+        model_digest="test",
+        scores_dir=str(tmp_path / "s"),
+        rejects_dir=str(tmp_path / "r"),
+        earlier={1: file_tasks.EarlierUses(pa.array(["t04"]), np.array([0]), np.array([9]))},
+        explainer_factory=lambda model, kb: "explained",
+        scores_schema=scores_arrow_schema(SCHEMA).append(pa.field("why", pa.string())),
+    )
+    result = pa.Table.from_batches(file_tasks.score_one_file(job, 1)).to_pylist()
+    assert result == [{"file": 1, "rows_read": 6, "rows_scored": 4, "rows_rejected": 2, "error": None}]
+    assert calls == ["explained"]
+    header, scores = read_rows(tmp_path / "s" / "part-00001.csv")
+    assert header == [*SCORES_COLUMNS, "why"] and {r["why"] for r in scores} == {"explained"}
+    _, rejects = read_rows(tmp_path / "r" / "part-00001.csv")
+    assert [(r["file"], r["row"], r["field"]) for r in rejects] == [("t.csv", "2", "bmi"), ("t.csv", "5", "record_id")]
+    assert rejects[1]["reason"] == "repeated record_id (first used at row 9 of earlier.csv)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "s", "t.csv"]  # no temporary file left
+
+
+@pytest.mark.slow
+def test_the_command_line_runs_the_same_job(spark_run, forms_dir, tmp_path, capsys):
+    """`score --engine spark` with a glob, on the active session: the same part files, byte for byte."""
+    _, out = spark_run
+    argv = ["score", "--engine", "spark", "--input", str(forms_dir / "*_forms.csv*")]
+    assert main([*argv, "--output", str(tmp_path / "scores"), "--rejects", str(tmp_path / "rejects")]) == 0
+    printed = capsys.readouterr()
+    assert "rows read 70" in printed.out and "3 file(s) on Spark local[2]" in printed.out
+    assert "not a diagnosis" in printed.out and "c_forms.csv: missing optional column(s)" in printed.err
+    for folder in ("scores", "rejects"):
+        ours = sorted((tmp_path / folder).iterdir())
+        assert [p.name for p in ours] == [p.name for p in sorted((out / folder).iterdir())]
+        assert [p.read_bytes() for p in ours] == [p.read_bytes() for p in sorted((out / folder).iterdir())]
 
 
 @pytest.mark.slow
@@ -358,7 +398,6 @@ def test_the_first_file_is_byte_for_byte_the_single_machine_output(spark_run, fo
 @pytest.mark.slow
 def test_a_failed_job_leaves_no_output_and_earlier_output_intact(spark, store, tmp_path):
     from pipeline.engines.spark import score_spark
-    from pipeline.tracking.registry import CHAMPION_URI
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -373,14 +412,14 @@ def test_a_failed_job_leaves_no_output_and_earlier_output_intact(spark, store, t
     earlier.mkdir()
     (earlier / "part-00000.csv").write_text("earlier run\n")
     with pytest.raises(IntakeFormatError, match="not UTF-8"):
-        score_spark(str(folder), earlier, tmp_path / "rejects", CHAMPION_URI, store.kb)
+        score_spark(str(folder), earlier, tmp_path / "rejects", store.loaded, store.kb)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "scores"]
     assert [p.name for p in earlier.iterdir()] == ["part-00000.csv"]
     assert (earlier / "part-00000.csv").read_text() == "earlier run\n"
 
     (folder / "b.csv").write_text("record_id,bmi\nx,20\n")  # a required column missing: fails before Spark
     with pytest.raises(IntakeFormatError, match="b.csv: missing required column"):
-        score_spark(str(folder), tmp_path / "new", tmp_path / "rejects", CHAMPION_URI, store.kb)
+        score_spark(str(folder), tmp_path / "new", tmp_path / "rejects", store.loaded, store.kb)
     assert not (tmp_path / "new").exists()
 
 

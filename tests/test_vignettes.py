@@ -12,10 +12,6 @@ import pytest
 from helpers import KB, SCHEMA
 
 from pipeline.intake.stream import validate_frame
-from pipeline.learning.cause_model import targets
-from pipeline.learning.config import load_experiment
-from pipeline.learning.splits import load_split
-from pipeline.learning.train import build_model
 from pipeline.scoring.score import score_chunk
 from pipeline.scoring.triage import triage_columns
 from pipeline.world.network import default_model
@@ -105,13 +101,9 @@ RED_FLAG_VIGNETTES = [
 
 
 @pytest.fixture(scope="module")
-def model():
-    """The `quick` experiment's model, fitted directly (no MLflow) on the cached synthetic splits."""
-    config = load_experiment("quick")
-    kb, d = KB, config.data
-    train, _, _ = load_split(kb, "train", d.population, d.n_train, d.seed)
-    cal, _, _ = load_split(kb, "calibration", d.population, d.n_calibration, d.seed)
-    return build_model(config, kb).fit(train, targets(train, SCHEMA), cal, targets(cal, SCHEMA), schema=SCHEMA)
+def model(quick_model):
+    """The `quick` experiment's model (tests/conftest.py)."""
+    return quick_model
 
 
 def scored(model, forms: list[dict[str, str]]) -> pd.DataFrame:

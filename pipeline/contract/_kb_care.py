@@ -18,6 +18,16 @@ from pipeline.contract.knowledge import (  # fmt: skip
 )
 
 
+def checked_rule(r: Reader, entry: dict, key: str, where: str) -> dict:
+    """The rule under `key`, checked against the grammar; a mistake is reported where it is."""
+    rule = r.need(entry, key, where)
+    try:
+        rules.check_rule(rule, r.schema, f"{where}.{key}")
+    except rules.RuleError as err:
+        r.fail(err.where, err.message)
+    return rule
+
+
 def read_red_flags(r: Reader) -> tuple[RedFlag, ...]:
     flags, seen = [], set()
     for i, entry in enumerate(r.raw.get("red_flags") or []):
@@ -30,11 +40,7 @@ def read_red_flags(r: Reader) -> tuple[RedFlag, ...]:
         triage = r.need(entry, "triage", where)
         if triage not in r.schema.triage_levels:
             r.fail(where, f"triage {triage!r} is not one of {list(r.schema.triage_levels)}")
-        when = r.need(entry, "when", where)
-        try:
-            rules.check_rule(when, r.schema, f"{where}.when")
-        except rules.RuleError as err:
-            r.fail(err.where, err.message)
+        when = checked_rule(r, entry, "when", where)
         flags.append(RedFlag(name, triage, when, **r.basis(entry, where), assumed=r.assumed(entry, where)))
     return tuple(flags)
 
@@ -73,11 +79,7 @@ def read_triage_default(r: Reader) -> TriageDefault:
     level = r.need(entry, "level", where)
     if level not in r.schema.triage_levels or level == "self_care":
         r.fail(where, f"level {level!r} must be a triage level above self_care")
-    rule = r.need(entry, "self_care_when", where)
-    try:
-        rules.check_rule(rule, r.schema, f"{where}.self_care_when")
-    except rules.RuleError as err:
-        r.fail(err.where, err.message)
+    rule = checked_rule(r, entry, "self_care_when", where)
     return TriageDefault(
         level=level,
         self_care_when=rule,

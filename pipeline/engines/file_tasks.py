@@ -1,11 +1,12 @@
 """What one task of a partitioned scoring job does with one input file (no engine code here).
 
 Pass 1 (`file_id_uses`) lists the record ids a file uses with the row of each first use, reading
-the id column alone. `earlier_uses` turns the ids used in more than one file into, for each file,
-the ids an earlier file (in name order) used first. Pass 2 (`score_one_file`) runs the
-single-machine intake path over the file with those ids already known, so a repeat of one is
-rejected like a repeat within the file, scores the valid rows with `score_chunk`, and writes the
-file's scores and rejects part files atomically. Row numbers are positions in the file.
+the id column alone (`intake.stream.record_id_uses`). `earlier_uses` turns the ids used in more
+than one file into, for each file, the ids an earlier file (in name order) used first. Pass 2
+(`score_one_file`) runs the single-machine intake path over the file with those ids already
+known (`SeenIds.earlier`), so a repeat of one is rejected like a repeat within the file and its
+reason names the file; it scores the valid rows with `score_chunk` and writes the file's scores
+and rejects part files atomically. Row numbers are positions in the file.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,6 @@ from pipeline.scoring.score import score_chunk, scores_arrow_schema
 from pipeline.tracking.persistence import load_model_bytes
 
 FILE_COLUMN = "file"
-REPEAT_REASON = "repeated record_id ("  # how validate_table's reason for a repeated id begins
 ID_USES_SCHEMA = pa.schema(
     [("file", pa.int64()), ("record_id", pa.string()), ("row", pa.int64()), ("error", pa.string())]
 )
@@ -63,7 +63,11 @@ class EarlierUses:
 
 @dataclass(frozen=True)
 class ScoringJob:
-    """Everything a task needs, shipped to the workers once (the model as reviewed skops bytes)."""
+    """Everything a task needs, shipped to the workers once (the model as reviewed skops bytes).
+
+    `explainer_factory`, when given, is called once per file with (model, kb); what it returns is
+    passed to `score_chunk` as `explainer=`, and `scores_schema` then names the columns it adds.
+    """
 
     files: tuple[str, ...]  # the input files in name order (absolute); a file's index is its position here
     names: tuple[str, ...]  # the same files as the user named them: the rejects' `file` column
@@ -76,6 +80,8 @@ class ScoringJob:
     earlier: dict[int, EarlierUses] = field(default_factory=dict)
     read_options: dict = field(default_factory=dict)
     block_bytes: int = BLOCK_BYTES
+    explainer_factory: Callable | None = None
+    scores_schema: pa.Schema | None = None  # None: the scores file's columns
 
 
 def part_name(index: int, files: int) -> str:
@@ -90,6 +96,7 @@ def file_rejects_schema(schema: Schema) -> pa.Schema:
 
 
 def _model(job: ScoringJob):
+    """The job's model, loaded once per worker process (the workers are reused across tasks)."""
     digest = job.model_digest
     if digest not in _MODELS:
         _MODELS.clear()
@@ -133,23 +140,6 @@ def earlier_uses(repeated: pa.Table) -> dict[int, EarlierUses]:
     return out
 
 
-def cite_earlier_files(rejects: pd.DataFrame, earlier: EarlierUses | None, files: tuple[str, ...], schema: Schema):
-    """Reject lines with each repeat of an id first used in an earlier file naming that file and row."""
-    if earlier is None or rejects.empty:
-        return rejects
-    repeat = ((rejects["field"] == schema.id_column) & rejects["reason"].str.startswith(REPEAT_REASON)).to_numpy()
-    if not repeat.any():
-        return rejects
-    ids = pc.utf8_trim_whitespace(pa.array(rejects["record_id"].to_numpy()[repeat].astype(str), pa.string()))
-    where = pc.fill_null(pc.index_in(ids, value_set=earlier.ids), -1).to_numpy()
-    reasons = rejects["reason"].to_numpy(dtype=object).copy()
-    lines = np.flatnonzero(repeat)
-    for line, k in zip(lines, where, strict=True):
-        if k >= 0:
-            reasons[line] = f"{REPEAT_REASON}first used at row {earlier.rows[k]} of {files[earlier.files[k]]})"
-    return rejects.assign(reason=reasons)
-
-
 @contextlib.contextmanager
 def _part_files(*targets: Path) -> Iterator[list[Path]]:
     """Hidden temporary files beside the targets, renamed onto them if the block succeeds. The
@@ -171,38 +161,45 @@ def _file_rejects(rejects: pd.DataFrame, name: str, schema: Schema) -> pa.Table:
     return table.add_column(0, FILE_COLUMN, label)
 
 
+def earlier_seen(job: ScoringJob, index: int) -> SeenIds | None:
+    """The ids earlier files used that file `index` uses too, each with the file and row of its first use."""
+    earlier = job.earlier.get(index)
+    if earlier is None:
+        return None
+    return SeenIds.earlier(earlier.ids, earlier.rows, [job.names[f] for f in earlier.files])
+
+
 def score_one_file(job: ScoringJob, index: int) -> list[pa.RecordBatch]:
     """Pass 2: score one file into its part files; one result line (rows read, scored, rejected, or
     the error that makes the file unreadable)."""
     schema, name = job.kb.schema, job.names[index]
-    earlier = job.earlier.get(index)
-    first_seen = None
-    if earlier is not None:  # rows that cannot be data rows, so no data row equals its first use
-        first_seen = SeenIds(earlier.ids, -np.arange(1, len(earlier.ids) + 1, dtype=np.int64))
     read = scored = rejected = 0
     error = None
     part = part_name(index, len(job.files))
     targets = [Path(job.scores_dir) / part, Path(job.rejects_dir) / part]
     try:
         stream = iter_validated(
-            job.files[index], schema, block_bytes=job.block_bytes, first_seen=first_seen, **job.read_options
+            job.files[index],
+            schema,
+            block_bytes=job.block_bytes,
+            first_seen=earlier_seen(job, index),
+            **job.read_options,
         )
         model = _model(job)
+        extra = {} if job.explainer_factory is None else {"explainer": job.explainer_factory(model, job.kb)}
         with _part_files(*targets) as (scores_path, rejects_path):
-            scores_out = pacsv.CSVWriter(scores_path, scores_arrow_schema(schema), write_options=CSV_OPTIONS)
+            scores_schema = job.scores_schema or scores_arrow_schema(schema)
+            scores_out = pacsv.CSVWriter(scores_path, scores_schema, write_options=CSV_OPTIONS)
             rejects_out = pacsv.CSVWriter(rejects_path, file_rejects_schema(schema), write_options=CSV_OPTIONS)
             try:
                 for chunk in stream:
-                    rejects = cite_earlier_files(chunk.rejects, earlier, job.names, schema)
-                    if len(rejects):
-                        rejects_out.write_table(_file_rejects(rejects, name, schema))
+                    if len(chunk.rejects):
+                        rejects_out.write_table(_file_rejects(chunk.rejects, name, schema))
                     if len(chunk.typed):
-                        scores_out.write_table(score_chunk(chunk.typed, model, job.kb, job.model_version))
-                    read, scored, rejected = (
-                        read + chunk.rows_read,
-                        scored + len(chunk.typed),
-                        rejected + chunk.rows_rejected,
-                    )
+                        scores_out.write_table(score_chunk(chunk.typed, model, job.kb, job.model_version, **extra))
+                    read += chunk.rows_read
+                    scored += len(chunk.typed)
+                    rejected += chunk.rows_rejected
             finally:
                 scores_out.close()
                 rejects_out.close()

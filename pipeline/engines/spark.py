@@ -22,9 +22,9 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -46,10 +46,9 @@ from pipeline.engines.files import check_output_dirs, input_files, replaced_dirs
 from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.reader import BLOCK_BYTES
 from pipeline.intake.stream import iter_validated
-from pipeline.scoring.score import ScoreSummary, sigterm_as_interrupt
+from pipeline.scoring.score import ScoreSummary, ScoringModel, sigterm_as_interrupt
 from pipeline.scoring.served import REJECT_REASON
 from pipeline.tracking.persistence import model_bytes
-from pipeline.tracking.registry import load_model
 
 DEFAULT_MASTER = "local[*]"
 APP_NAME = "leg-fatigue-score"
@@ -65,6 +64,7 @@ class SparkScoreSummary(ScoreSummary):
     files: int = 0
     master: str = ""
     model_version: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # session start, id pass, scoring pass
 
     def line(self) -> str:
         return f"{super().line()}; {self.files:,} file(s) on Spark {self.master}"
@@ -82,27 +82,30 @@ def score_spark(
     input_spec: str,
     output_dir: Path,
     rejects_dir: Path,
-    model_uri: str,
+    model: ScoringModel,
     kb: KnowledgeBase,
+    *,
     master: str | None = None,
     read_options: dict | None = None,
-    *,
     block_bytes: int = BLOCK_BYTES,
+    explainer_factory: Callable | None = None,
+    scores_schema: pa.Schema | None = None,
 ) -> SparkScoreSummary:
     """Score the files `input_spec` names (a file, directory or glob) on Spark into directories of
     CSV part files (`part-NNNNN.csv`, one per input file in name order, each with a header): the
     scores, and the rejects with a leading `file` column.
 
-    `master`: a Spark master URL (`local[*]` by default, `spark://...`, `yarn`, `sc://...` for
-    Spark Connect); with None, an active session or `SPARK_REMOTE` is used first. `read_options`
-    go to the intake path as in `score_file`. The caller points MLflow at the store (`configure`).
+    `model` is a loaded model (`tracking.registry.load_model`); it is shipped to the workers as
+    reviewed skops bytes. `master`: a Spark master URL (`local[*]` by default, `spark://...`,
+    `yarn`, `sc://...` for Spark Connect); with None, an active session or `SPARK_REMOTE` is used
+    first. `read_options` go to the intake path as in `score_file`. `explainer_factory` and
+    `scores_schema`: see `file_tasks.ScoringJob`.
 
     Raises IntakeFormatError for input that cannot be read as intake forms (no files, a missing
     required column, an undecodable file, output directories that would overwrite something
-    else); SparkSetupError when Spark cannot start (no PySpark, no Java, two clusters named); the
-    errors of `load_model` (MlflowException, ModelMismatchError, UntrustedModelError); Spark's
-    own exceptions for a job that fails otherwise; KeyboardInterrupt on Ctrl-C or SIGTERM. On any
-    failure nothing is written and earlier output directories are left as they were.
+    else); SparkSetupError when Spark cannot start (no PySpark, no Java, two clusters named);
+    Spark's own exceptions for a job that fails otherwise; KeyboardInterrupt on Ctrl-C or SIGTERM.
+    On any failure nothing is written and earlier output directories are left as they were.
     """
     start = time.perf_counter()
     schema, read_options = kb.schema, dict(read_options or {})
@@ -112,10 +115,12 @@ def score_spark(
     header_warnings = []
     for path in files:  # fail fast on a file no form can be read from, before Spark starts
         stream = iter_validated(path, schema, block_bytes=block_bytes, **read_options)
+        stream.close()
         header_warnings += [f"{path}: {w}" for w in stream.warnings]
-    loaded = load_model(model_uri, schema)
-    model = model_bytes(loaded.model)
+    shipped = model_bytes(model.model)
+    stages = {"session": -time.perf_counter()}
     spark, started, where = spark_session(master)
+    stages["session"] += time.perf_counter()
     try:
         with (
             sigterm_as_interrupt(),
@@ -126,15 +131,17 @@ def score_spark(
                 files=tuple(str(p.resolve()) for p in files),
                 names=tuple(str(p) for p in files),
                 kb=kb,
-                model=model,
-                model_version=loaded.version,
-                model_digest=hashlib.sha256(model).hexdigest(),
+                model=shipped,
+                model_version=model.version,
+                model_digest=hashlib.sha256(shipped).hexdigest(),
                 scores_dir=str(scores_tmp.resolve()),
                 rejects_dir=str(rejects_tmp.resolve()),
                 read_options=read_options,
                 block_bytes=block_bytes,
+                explainer_factory=explainer_factory,
+                scores_schema=scores_schema,
             )
-            results = _run_job(spark, job, files)
+            results = _run_job(spark, job, files, stages)
     finally:
         if started:
             spark.stop()
@@ -146,7 +153,8 @@ def score_spark(
         warnings=header_warnings,
         files=len(files),
         master=where,
-        model_version=loaded.version,
+        model_version=model.version,
+        stage_seconds=stages,
     )
 
 
@@ -187,6 +195,9 @@ def spark_session(master: str | None = None):
     try:
         with _quiet_pandas_warning():
             return builder.getOrCreate(), True, url
+    except ImportError as err:  # Spark Connect's client needs grpcio and friends
+        first = str(err).splitlines()[0]
+        raise SparkSetupError(f"Spark Connect needs pip install 'pyspark[connect]' ({first})") from None
     except PySparkRuntimeError as err:
         if "JAVA_GATEWAY_EXITED" in str(err):
             raise SparkSetupError("Spark could not start its JVM: it needs Java 17 or newer (java -version)") from None
@@ -214,14 +225,17 @@ def _quiet_pandas_warning() -> Iterator[None]:
         yield
 
 
-def _run_job(spark, job: ScoringJob, files: list[Path]) -> list[dict]:
-    """Both passes; on any failure (Ctrl-C too) the job's Spark work is stopped before the
-    temporary directories go, so no straggling task writes into them."""
+def _run_job(spark, job: ScoringJob, files: list[Path], stages: dict[str, float]) -> list[dict]:
+    """Both passes (their seconds into `stages`); on any failure (Ctrl-C too) the job's Spark work
+    is stopped before the temporary directories go, so no straggling task writes into them."""
     try:
         order = _largest_first(files)
+        start = time.perf_counter()
         if len(files) > 1:
             job = replace(job, earlier=_earlier_uses(spark, job, order))
+        stages["id pass"] = time.perf_counter() - start
         results = _score_files(spark, job, order)
+        stages["scoring pass"] = time.perf_counter() - start - stages["id pass"]
         _check_parts(job, Path(job.scores_dir), Path(job.rejects_dir))
         return results
     except BaseException:

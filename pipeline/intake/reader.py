@@ -1,8 +1,11 @@
-"""Stream an intake CSV as chunks of raw string cells, with their 1-based data-row positions.
+"""Read intake CSV text as chunks of raw string cells, with their 1-based data-row positions.
 
-Rows whose field count differs from the header's are not dropped: they come back as reject
-lines with their position. File-level problems (missing, empty, not UTF-8, not parseable
-as CSV) raise IntakeFormatError with one line a user can act on.
+The text comes from an opened source (pipeline/intake/source.py) as one UTF-8 byte stream, read
+once: the header is its first record, then pipeline/intake/records.py cuts the rest into whole
+records and pyarrow parses each run of them. Rows with a wrong number of fields and records with
+an unbalanced quote (or longer than the record cap) are not dropped: they come back as reject
+lines with their position. File-level problems (empty, not text, undecodable, no readable header)
+raise IntakeFormatError with one line a user can act on.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,167 +22,211 @@ import pyarrow.csv as pacsv
 
 from pipeline.contract.schema import Schema
 from pipeline.intake.errors import IntakeFormatError
+from pipeline.intake.records import RECORD_CAP, Segment, count_line_ends, iter_segments
+from pipeline.intake.source import Opened, not_text_message
 
 BLOCK_BYTES = 8 << 20
+DELIMITERS = (",", ";", "\t")
+_DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
 
 
 @dataclass
 class RawChunk:
     table: pa.Table  # string cells, one column per header name
     rows: np.ndarray  # 1-based data-row position of each table row
-    malformed: pd.DataFrame  # reject lines for rows with the wrong number of fields
+    malformed: pd.DataFrame  # reject lines for rows that could not be cut into the header's fields
 
 
-def read_header(path: Path) -> list[str]:
-    """The header fields of a CSV file, checked for the file-level failure cases."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(1 << 20)
-    except FileNotFoundError:
-        raise IntakeFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise IntakeFormatError(f"{path}: is a directory, not a CSV file") from None
-    if not head.strip(b"\xef\xbb\xbf \t\r\n"):
-        raise IntakeFormatError(f"{path}: the file is empty")
-    if b"\x00" in head:
-        raise IntakeFormatError(f"{path}: not a CSV text file (it contains NUL bytes)")
-    try:
-        text = head.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        if len(head) == 1 << 20 and err.start > len(head) - 4:
-            text = head[: err.start].decode("utf-8-sig")  # a character cut at the buffer end
-        else:
-            raise IntakeFormatError(f"{path}: not UTF-8 text (byte {err.start})") from None
-    try:
-        header = next(csv.reader(io.StringIO(text)))
-    except (csv.Error, StopIteration) as err:
-        raise IntakeFormatError(f"{path}: not a readable CSV header ({err})") from None
-    return header
+def detect_delimiter(head: bytes) -> str:
+    """The delimiter of the header line: the most frequent of `,` `;` and tab outside quotes (`,` if none)."""
+    ends = [i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0]
+    line = head[: min(ends)] if ends else head
+    outside = b"".join(line.split(b'"')[::2])
+    counts = [outside.count(d.encode()) for d in DELIMITERS]
+    return DELIMITERS[int(np.argmax(counts))] if max(counts) else ","
 
 
-def _field(text: str, index: int) -> str:
-    """Field `index` of one raw CSV row, or "" when the row is too short or unparseable."""
+def delimiter_option(delimiter: str) -> str:
+    """A `delimiter=` option as one character (`tab` and `\\t` mean a tab)."""
+    value = _DELIMITER_WORDS.get(delimiter.lower(), delimiter)
+    if len(value) != 1 or value in '"\r\n':
+        raise IntakeFormatError(f"not a usable delimiter: {delimiter!r} (use one of , ; or tab)")
+    return value
+
+
+def _fields(text: str, delimiter: str) -> list[str]:
+    """The fields of one raw CSV record (as far as it can be read), [] if none."""
     try:
-        fields = next(csv.reader(io.StringIO(text)), []) if text else []
+        return next(csv.reader(io.StringIO(text), delimiter=delimiter), []) if text else []
     except csv.Error:
-        return ""
-    return fields[index] if 0 <= index < len(fields) else ""
+        return text.split(delimiter)
 
 
-def _last_record_end(buf: bytes) -> int:
-    """Offset just after the last newline outside quotes (even quote count before it), or -1.
+class CsvReader:
+    """CSV text of an opened source: `header` at once (the first record), then `chunks()` once."""
 
-    `buf` always starts at a record boundary, so quote parity starts even.
-    """
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    if not len(newlines):
-        return -1
-    quotes_before = np.cumsum(arr == 34)[newlines]
-    outside = newlines[quotes_before % 2 == 0]
-    return int(outside[-1]) + 1 if len(outside) else -1
+    def __init__(
+        self,
+        opened: Opened,
+        delimiter: str | None = None,
+        block_bytes: int = BLOCK_BYTES,
+        record_cap: int = RECORD_CAP,
+    ):
+        self.name, self.block_bytes, self._opened = opened.name, block_bytes, opened
+        head = opened.head
+        if not head.strip(b" \t\r\n"):
+            raise IntakeFormatError(f"{self.name}: the file is empty")
+        if b"\x00" in head:
+            utf16 = head[:2] in (b"\xff\xfe", b"\xfe\xff")
+            hint = "; it looks like UTF-16 text: say so with --encoding utf-16" if utf16 else ""
+            raise IntakeFormatError(f"{self.name}: not a CSV text file (it contains NUL bytes{hint})")
+        self.delimiter = delimiter_option(delimiter) if delimiter else detect_delimiter(head)
+        self._segments = iter_segments(head, opened.read, self.delimiter, block_bytes, record_cap)
+        self._lines, self._after_cr = 0, False
+        first = next(self._segments)
+        self._check(first)
+        text = first.data.decode("utf-8", errors="replace")
+        if first.bad:
+            raise IntakeFormatError(f"{self.name}: not a readable CSV header ({first.bad.split(' (')[0]})")
+        try:
+            self.header = next(csv.reader(io.StringIO(text), delimiter=self.delimiter), [])
+        except csv.Error as err:
+            raise IntakeFormatError(f"{self.name}: not a readable CSV header ({err})") from None
+
+    def _check(self, segment: Segment) -> None:
+        """Check the segment is UTF-8 (an error names the line of its first bad byte); count its lines."""
+        data = segment.data
+        if not self._opened.utf8_checked and not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as err:
+                line = self._lines + count_line_ends(data[: err.start], self._after_cr)[0] + 1
+                raise IntakeFormatError(not_text_message(self.name, None, line, data[err.start])) from None
+        self._lines += segment.lines
+        self._after_cr = data[-1:] == b"\r"
+
+    def chunks(self, names: list[str], schema: Schema, keep: list[str] | None = None) -> Iterator[RawChunk]:
+        """The data rows in order, as string tables whose columns are `names` (one per header cell),
+        or only those in `keep` (every row is still cut into all its fields and checked)."""
+        id_index = names.index(schema.id_column) if schema.id_column in names else 0
+        self._parse = _Parser(names, self.delimiter, id_index, schema, self.name, keep)
+        batch: list[Segment] = []
+        size = 0
+        try:
+            for segment in self._segments:
+                batch.append(segment)
+                size += len(segment.data)
+                if size >= self.block_bytes // 2:  # a block read is a little short of block_bytes
+                    yield self._chunk(batch)
+                    batch, size = [], 0
+            if batch:
+                yield self._chunk(batch)
+        finally:
+            self._opened.close()
+
+    def _chunk(self, batch: list[Segment]) -> RawChunk:
+        for segment in batch:
+            self._check(segment)
+        return self._parse(batch)
 
 
-def _record_pieces(path: Path, block_bytes: int) -> Iterator[bytes]:
-    """The file as byte pieces of whole records, about block_bytes each (the header first).
+class _Parser:
+    """Runs of segments (whole records, and bad records between them) as RawChunks, numbered on."""
 
-    Pieces are cut here, not by pyarrow's streaming reader, whose read-ahead thread buffers
-    the whole file when the consumer (scoring) is slower than reading.
-    """
-    pending, header_done = b"", False
-    with Path(path).open("rb") as fh:
-        while True:
-            block = fh.read(block_bytes)
-            pending += block
-            if not header_done:
-                cut = _first_record_end(pending)
-                if cut < 0 and block:
-                    continue
-                cut = len(pending) if cut < 0 else cut
-                yield pending[:cut]
-                pending, header_done = pending[cut:], True
-            end = _last_record_end(pending) if block else len(pending)
-            if end > 0:
-                yield pending[:end]
-                pending = pending[end:]
-            if not block:
-                return
-
-
-def _first_record_end(buf: bytes) -> int:
-    """Offset just after the first newline outside quotes, or -1."""
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    newlines = np.flatnonzero(arr == 10)
-    if not len(newlines):
-        return -1
-    outside = newlines[np.cumsum(arr == 34)[newlines] % 2 == 0]
-    return int(outside[0]) + 1 if len(outside) else -1
-
-
-def iter_raw_chunks(
-    path: Path, header: list[str], schema: Schema, block_bytes: int = BLOCK_BYTES, columns: list[str] | None = None
-) -> Iterator[RawChunk]:
-    """Yield the file's data rows in order, as string tables, with malformed rows as reject lines.
-
-    `columns` (header cells) keeps only those columns in the tables; every field is still counted.
-    """
-    path = Path(path)
-    n_fields = len(header)
-    names = [h.strip() for h in header]
-    id_index = names.index(schema.id_column) if schema.id_column in names else 0
-    options = {
-        "convert_options": pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header},
+    def __init__(
+        self, names: list[str], delimiter: str, id_index: int, schema: Schema, name: str, keep: list[str] | None = None
+    ):
+        self.names, self.delimiter, self.id_index, self.schema, self.name = names, delimiter, id_index, schema, name
+        self.offset = 0  # data rows before the next chunk
+        self.keep = keep or names
+        self.convert = pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            include_columns=keep or [],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
             null_values=[],
-            check_utf8=True,
-            include_columns=columns or [],
-        ),
-    }
-    try:
-        pieces = _record_pieces(path, block_bytes)
-        header_bytes = next(pieces, b"")
-        offset = 0  # records before this piece
-        for piece in pieces:
-            malformed: list[dict] = []
+            check_utf8=False,  # checked (or made UTF-8) before
+        )
 
-            def on_invalid(row, malformed=malformed, offset=offset) -> str:
-                if row.number is None or row.number < 0:
-                    raise IntakeFormatError(f"{path}: cannot locate a malformed row")
-                malformed.append(
-                    {
-                        "row": offset + row.number - 1,
-                        "record_id": _field(row.text, id_index),
-                        "field": "",
-                        "value": row.text[:200],
-                        "reason": f"row has {row.actual_columns} fields, the header has {n_fields}",
-                    }
+    def _reject(self, text: str, reason: str, record_id: str | None = None) -> dict:
+        if record_id is None:
+            record_id = self._id(text)
+        return {"row": 0, "record_id": record_id, "field": "", "value": text[:200], "reason": reason}
+
+    def _id(self, text: str) -> str:
+        fields = _fields(text, self.delimiter)
+        return fields[self.id_index] if 0 <= self.id_index < len(fields) else ""
+
+    def _bad_id(self, segment: Segment, text: str) -> str:
+        """The record_id of a bad record, if it comes before the quote that never closes."""
+        if segment.open_at < 0:
+            fields = _fields(text.splitlines()[0] if text else "", self.delimiter)
+            return fields[self.id_index] if self.id_index < len(fields) - 1 else ""
+        before = segment.data[: segment.open_at].decode("utf-8", errors="replace")
+        fields = _fields(before, self.delimiter) if before else []
+        return fields[self.id_index] if self.id_index < len(fields) - 1 else ""
+
+    def __call__(self, batch: list[Segment]) -> RawChunk:
+        n_fields = len(self.names)
+        malformed: list[dict] = []
+        numbers: list[int] = []
+
+        def on_invalid(row) -> str:
+            if row.number is None or row.number < 0:
+                raise IntakeFormatError(f"{self.name}: cannot locate a malformed row")
+            numbers.append(row.number)
+            reason = f"row has {row.actual_columns} fields, the header has {n_fields}"
+            malformed.append(self._reject(row.text, reason))
+            return "skip"
+
+        good = [s.data for s in batch if not s.bad]
+        data = good[0] if len(good) == 1 else b"".join(good)
+        if data:
+            try:
+                table = pacsv.read_csv(
+                    io.BytesIO(data),
+                    read_options=pacsv.ReadOptions(
+                        column_names=self.names, use_threads=False, block_size=len(data) + 1
+                    ),
+                    parse_options=pacsv.ParseOptions(
+                        delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+                    ),
+                    convert_options=self.convert,
                 )
-                return "skip"
+            except pa.ArrowInvalid as err:
+                message = str(err).splitlines()[0]
+                raise IntakeFormatError(f"{self.name}: not a readable CSV file ({message})") from None
+        else:
+            table = pa.table({n: pa.array([], pa.string()) for n in self.keep})
+        n_records = table.num_rows + len(malformed)
+        record_numbers = np.arange(1, n_records + 1)
+        good_numbers = np.setdiff1d(record_numbers, np.array(numbers, dtype=np.int64))
+        bad_after: list[int] = []  # for each bad record: the whole records before it in the batch
+        seen = 0
+        for segment in batch:
+            if segment.bad:
+                text = segment.data.decode("utf-8", errors="replace")
+                malformed.append(self._reject(text, segment.bad, self._bad_id(segment, text)))
+                numbers.append(-1)
+                bad_after.append(seen)
+            else:
+                seen += segment.records
+        shift = np.array(bad_after, dtype=np.int64)
 
-            data = header_bytes + piece
-            table = pacsv.read_csv(
-                io.BytesIO(data),
-                read_options=pacsv.ReadOptions(use_threads=False, block_size=len(data) + 1),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-                **options,
-            )
-            n_records = table.num_rows + len(malformed)
-            bad = {m["row"] for m in malformed}
-            positions = np.setdiff1d(
-                np.arange(offset + 1, offset + n_records + 1), np.array(sorted(bad), dtype=np.int64)
-            )
-            offset += n_records
-            yield RawChunk(table, positions, _reject_frame(malformed, schema))
-    except pa.ArrowInvalid as err:
-        message = str(err).splitlines()[0]
-        if "UTF8" in message or "utf8" in message.lower():
-            raise IntakeFormatError(f"{path}: not UTF-8 text ({message})") from None
-        raise IntakeFormatError(f"{path}: not a readable CSV file ({message})") from None
+        def position(record: np.ndarray) -> np.ndarray:
+            return self.offset + record + np.searchsorted(shift, record, side="left")
+
+        rows = position(good_numbers)
+        for line, number in zip(malformed, numbers, strict=True):
+            line["row"] = int(position(np.array([number]))[0]) if number > 0 else 0
+        bad_rows = self.offset + shift + np.arange(1, len(shift) + 1)
+        for line, row in zip([m for m, n in zip(malformed, numbers, strict=True) if n < 0], bad_rows, strict=True):
+            line["row"] = int(row)
+        self.offset += n_records + len(shift)
+        return RawChunk(table, rows, _reject_frame(malformed, self.schema))
 
 
 def _reject_frame(lines: list[dict], schema: Schema) -> pd.DataFrame:
     frame = pd.DataFrame(lines, columns=list(schema.rejects_columns))
-    return frame.astype({"row": "int64"})
+    frame = frame.astype({"row": "int64"})
+    return frame.sort_values("row", kind="stable", ignore_index=True) if len(frame) > 1 else frame

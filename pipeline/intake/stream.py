@@ -2,7 +2,7 @@
 
 Every engine reads forms through `iter_validated` (the batch scorer, the oracle job, the demo,
 the MLflow pyfunc), so each applies the contract of docs/intake-form.md the same way: the
-header checked once, the cells of every row validated, a repeated record_id rejected across
+header matched once, the cells of every row validated, a repeated record_id rejected across
 the whole source, and every data row either typed or in the reject lines with its position.
 
 >>> from pipeline.contract import default_schema
@@ -16,26 +16,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.contract.schema import Schema
 from pipeline.intake.cells import arrow_cells, raw_cells
 from pipeline.intake.errors import IntakeFormatError
-from pipeline.intake.reader import BLOCK_BYTES, iter_raw_chunks, read_header
-from pipeline.intake.validate import (
-    SeenIds,
-    check_header,
-    empty_rejects,
-    header_column,
-    learn_record_ids,
-    validate_table,
-)
+from pipeline.intake.header import match_header
+from pipeline.intake.reader import BLOCK_BYTES, CsvReader, delimiter_option
+from pipeline.intake.source import Opened, open_source
+from pipeline.intake.validate import SeenIds, empty_rejects, learn_record_ids, validate_table
 
 PARQUET_BATCH_ROWS = 65_536
+
+Source = str | Path | BinaryIO | pd.DataFrame | pa.Table
 
 
 @dataclass
@@ -54,80 +51,94 @@ class ValidatedChunk:
 
 @dataclass
 class _RawPiece:
-    table: pa.Table  # text cells
+    table: pa.Table  # text cells, columns named as matched to the contract
     rows: np.ndarray  # 1-based positions of the table's rows
     malformed: pd.DataFrame  # reject lines of rows that could not be cut into fields
 
 
 class IntakeStream:
-    """An opened source: `header` and `warnings` at once, then its chunks (iterate once).
+    """An opened source: `header`, `columns` and `warnings` at once, then its chunks (iterate once).
 
-    `first_seen` holds record ids used before this source (a repeat of one rejects the row); it
-    learns this source's ids as the chunks are read. `id_only` reads the record_id column alone,
-    for `record_id_uses`: its chunks are not forms.
+    `first_seen` holds record ids used before this source (see `SeenIds.earlier`); it learns the
+    source's own ids as the chunks are read.
     """
 
     def __init__(
         self,
-        source: str | Path | pd.DataFrame | pa.Table,
+        source: Source,
         schema: Schema,
         *,
         expected_extra: tuple[str, ...] = (),
         block_bytes: int = BLOCK_BYTES,
+        delimiter: str | None = None,
+        decimal_comma: bool | None = None,
+        encoding: str | None = None,
         first_seen: SeenIds | None = None,
-        id_only: bool = False,
     ):
         self.source, self.schema, self.block_bytes = source, schema, block_bytes
         self.first_seen = SeenIds() if first_seen is None else first_seen
-        self._id_only = id_only
-        self._pieces = self._open(source)
+        self.delimiter = delimiter_option(delimiter) if delimiter else None
+        self._opened: Opened | None = None
         try:
-            self.warnings = check_header(self.header, schema, expected_extra)
-        except IntakeFormatError as err:
-            where = "the input" if isinstance(source, pd.DataFrame | pa.Table) else str(source)
-            raise IntakeFormatError(f"{where}: {err}") from None
+            self._open(source, encoding)
+            try:
+                match = match_header(self.header, schema, expected_extra)
+            except IntakeFormatError as err:
+                raise IntakeFormatError(f"{self.name}: {err}") from None
+        except BaseException:
+            if self._opened is not None:
+                self._opened.close()
+            raise
+        self.columns, self.warnings = match.names, match.warnings
+        self.decimal_comma = self.delimiter == ";" if decimal_comma is None else bool(decimal_comma)
 
-    def _kept_columns(self) -> list[str] | None:
-        """The header cells to read: all (None), or the one naming record_id when `id_only`."""
-        if not self._id_only:
-            return None
-        return [h for h in self.header if header_column(h) == self.schema.id_column][:1]
-
-    def _open(self, source) -> Iterator[_RawPiece]:
+    def _open(self, source: Source, encoding: str | None) -> None:
         if isinstance(source, pd.DataFrame | pa.Table):
+            self.name = "the input"
+            frame = isinstance(source, pd.DataFrame)
+            self.header = [str(name) for name in source.columns] if frame else list(source.column_names)
+            self._kind = "frame"
+            return
+        opened = self._opened = open_source(source, encoding)
+        self.name = opened.name
+        if opened.parquet is not None:
+            self.header, self._kind = list(opened.parquet.schema_arrow.names), "parquet"
+            return
+        self._csv = CsvReader(opened, self.delimiter, self.block_bytes)
+        self.header, self.delimiter, self._kind = self._csv.header, self._csv.delimiter, "csv"
+
+    def close(self) -> None:
+        """Release the source without reading its rows (after a look at its header and warnings)."""
+        if self._opened is not None:
+            self._opened.close()
+
+    def _pieces(self, keep: list[str] | None = None) -> Iterator[_RawPiece]:
+        """The raw pieces in order; with `keep`, only those (contract) columns' cells."""
+        if self._kind == "csv":
+            for chunk in self._csv.chunks(self.columns, self.schema, keep):
+                yield _RawPiece(chunk.table, chunk.rows, chunk.malformed)
+            return
+        if self._kind == "frame":
+            source = self.source
             table = raw_cells(source) if isinstance(source, pd.DataFrame) else arrow_cells(source)
-            self.header = list(table.column_names)
-            if self._kept_columns() is not None:
-                table = table.select(self._kept_columns())
-            return iter([_RawPiece(table, np.arange(1, table.num_rows + 1), empty_rejects(self.schema))])
-        path = Path(source)
-        if path.suffix == ".parquet":
-            return self._parquet(path)
-        self.header = read_header(path)
-        pieces = iter_raw_chunks(path, self.header, self.schema, self.block_bytes, self._kept_columns())
-        return (_RawPiece(c.table, c.rows, c.malformed) for c in pieces)
-
-    def _parquet(self, path: Path) -> Iterator[_RawPiece]:
+            table = table.rename_columns(self.columns).select(keep or self.columns)
+            yield _RawPiece(table, np.arange(1, table.num_rows + 1), empty_rejects(self.schema))
+            return
+        read = None if keep is None else [self.header[self.columns.index(name)] for name in keep]
         try:
-            reader = pq.ParquetFile(path)
-        except FileNotFoundError:
-            raise IntakeFormatError(f"{path}: no such file") from None
-        except pa.ArrowInvalid as err:
-            raise IntakeFormatError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-        self.header = list(reader.schema_arrow.names)
-
-        def pieces() -> Iterator[_RawPiece]:
             start = 0
-            for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=self._kept_columns()):
-                table = arrow_cells(pa.Table.from_batches([batch]))
+            for batch in self._opened.parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=read):
+                table = arrow_cells(pa.Table.from_batches([batch])).rename_columns(keep or self.columns)
                 yield _RawPiece(table, np.arange(start + 1, start + table.num_rows + 1), empty_rejects(self.schema))
                 start += table.num_rows
-
-        return pieces()
+        except (pa.ArrowException, OSError) as err:
+            raise IntakeFormatError(f"{self.name}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+        finally:
+            self._opened.close()
 
     def __iter__(self) -> Iterator[ValidatedChunk]:
-        for piece in self._pieces:
-            result = validate_table(piece.table, piece.rows, self.schema, self.first_seen)
+        for piece in self._pieces():
+            result = validate_table(piece.table, piece.rows, self.schema, self.first_seen, self.decimal_comma)
             rejects = result.rejects
             if len(piece.malformed):
                 rejects = pd.concat([piece.malformed, rejects], ignore_index=True)
@@ -136,30 +147,44 @@ class IntakeStream:
 
 
 def iter_validated(
-    source: str | Path | pd.DataFrame | pa.Table,
+    source: Source,
     schema: Schema,
     *,
     expected_extra: tuple[str, ...] = (),
     block_bytes: int = BLOCK_BYTES,
+    delimiter: str | None = None,
+    decimal_comma: bool | None = None,
+    encoding: str | None = None,
     first_seen: SeenIds | None = None,
 ) -> IntakeStream:
-    """Open an intake source (a CSV or Parquet path, a DataFrame, an Arrow table) for validated reading.
+    """Open an intake source for validated reading: a CSV or Parquet path (compressed CSV too),
+    "-" for standard input, an open binary file, a DataFrame or an Arrow table.
 
-    Raises IntakeFormatError at once for a source no form can be read from (no such file, no
-    header, a required column missing); bad cells and malformed rows become reject lines.
-    `first_seen`: record ids used before this source, with where (an engine reading many files).
+    `delimiter` forces one (else it is detected from the header line among `,` `;` and tab);
+    `decimal_comma` accepts `7,5` in number cells (default: when the delimiter is `;`);
+    `encoding` names the text's encoding (default UTF-8). Raises IntakeFormatError at once for
+    a source no form can be read from (no such file, no header, a required column missing, two
+    header cells naming one column); bad cells and malformed rows become reject lines.
+    `first_seen`: record ids used before this source (an engine reading many files).
     """
-    return IntakeStream(source, schema, expected_extra=expected_extra, block_bytes=block_bytes, first_seen=first_seen)
+    return IntakeStream(
+        source,
+        schema,
+        expected_extra=expected_extra,
+        block_bytes=block_bytes,
+        delimiter=delimiter,
+        decimal_comma=decimal_comma,
+        encoding=encoding,
+        first_seen=first_seen,
+    )
 
 
-def record_id_uses(
-    source: str | Path | pd.DataFrame | pa.Table, schema: Schema, *, block_bytes: int = BLOCK_BYTES, **read_options
-) -> SeenIds:
-    """Every record_id the source uses, with the row of its first use: what a later repeat is
-    checked against. Reads the id column alone (the other cells are neither typed nor validated),
-    so it costs a small part of `iter_validated`; the ids and rows are the ones it would see."""
-    stream = IntakeStream(source, schema, block_bytes=block_bytes, id_only=True, **read_options)
-    for piece in stream._pieces:
+def record_id_uses(source: Source, schema: Schema, *, block_bytes: int = BLOCK_BYTES, **read_options) -> SeenIds:
+    """Every record_id the source uses, with the row of its first use, as `iter_validated` sees
+    them: what a later source's repeats are checked against. Only the id column's cells are
+    converted and nothing else is validated, so it costs a fraction of `iter_validated`."""
+    stream = IntakeStream(source, schema, block_bytes=block_bytes, **read_options)
+    for piece in stream._pieces(keep=[schema.id_column]):
         learn_record_ids(piece.table, piece.rows, schema, stream.first_seen)
     return stream.first_seen
 

@@ -2,8 +2,8 @@
 
 Implements the value conventions of docs/intake-form.md exactly: case-insensitive, surrounding
 spaces ignored; `NA`, `N/A`, `null`, `none` and the empty cell mean unknown; numbers are
-decimals with `.` inside hard bounds; a bad cell rejects its row (not the file). Vectorised
-with pyarrow compute; no I/O.
+decimals with `.` (or a decimal comma, when the source uses one) inside hard bounds; a bad cell
+rejects its row (not the file). Vectorised with pyarrow compute; no I/O.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contract.schema import Column, Schema
-from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.frames import empty_typed_frame, typed_frame_dtypes
 
 DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
@@ -30,20 +29,36 @@ class Validated:
 
 
 class SeenIds:
-    """Record ids used so far in a file, with the row of each first use: exact, and compact
-    (Arrow strings and an int64 array rather than a dict of Python strings)."""
+    """Record ids used so far in a source, with the row of each first use: exact, and compact
+    (Arrow strings and an int64 array rather than a dict of Python strings).
 
-    def __init__(self, ids: pa.Array | None = None, rows: np.ndarray | None = None):
-        """Empty, or knowing `ids` (distinct) as first used at `rows`."""
-        self.ids = pa.array([], pa.string()) if ids is None else pc.cast(ids, pa.string())
-        self.rows = np.empty(0, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    `earlier(ids, rows, places)` starts one that already knows ids first used in other sources
+    (an engine reading many files): a use of one of them is a repeat, and its reason names the
+    place, e.g. `repeated record_id (first used at row 6 of a.csv)`.
+    """
 
-    def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Row of the first use of each id (its own row when new); records the new ones."""
+    def __init__(self):
+        self.ids = pa.array([], pa.string())
+        self.rows = np.empty(0, dtype=np.int64)
+        self.places: np.ndarray | None = None  # per id: where it was first used ("" for this source)
+
+    @classmethod
+    def earlier(cls, ids, rows, places) -> SeenIds:
+        """Knowing distinct `ids` as first used at `rows` of the sources `places` names."""
+        seen = cls()
+        seen.ids = pc.cast(ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()), pa.string())
+        seen.rows = np.asarray(rows, dtype=np.int64)
+        seen.places = np.asarray(places, dtype=object)
+        return seen
+
+    def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(row of the first use of each id, its own row when new; where, "" for this source, or
+        None when every id known was first used in this source). Records the new ones."""
         first = rows.copy()
+        place = None if self.places is None else np.full(len(rows), "", dtype=object)
         keep = np.flatnonzero(valid)
         if not len(keep):
-            return first
+            return first, place
         chunk_ids = pa.array(ids[keep], pa.string())
         earlier = pc.index_in(chunk_ids, value_set=self.ids).to_numpy(zero_copy_only=False)
         known = ~np.isnan(earlier.astype(float))
@@ -51,45 +66,19 @@ class SeenIds:
         index = np.nan_to_num(earlier.astype(float)).astype(np.int64)
         prior = self.rows[index] if len(self.rows) else np.zeros(len(index), dtype=np.int64)
         first[keep] = np.where(known, prior, within)
+        if place is not None:
+            place[keep] = np.where(known, self.places[index] if len(self.places) else "", "")
         new = ~known & (within == rows[keep])
         self.ids = pa.concat_arrays([self.ids, chunk_ids.filter(pa.array(new))])
         self.rows = np.concatenate([self.rows, rows[keep][new]])
-        return first
+        if self.places is not None:
+            self.places = np.concatenate([self.places, np.full(int(new.sum()), "", dtype=object)])
+        return first, place
 
 
 def empty_rejects(schema: Schema) -> pd.DataFrame:
     """No reject lines: the rejects columns with their types (row a number, the rest text)."""
     return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})
-
-
-def header_column(cell: str) -> str:
-    """The column name a header cell gives (surrounding spaces ignored)."""
-    return cell.strip()
-
-
-def check_header(header: list[str], schema: Schema, expected_extra: tuple[str, ...] = ()) -> list[str]:
-    """Raise IntakeFormatError for a header no form can be read with; return its warnings.
-
-    A missing required column or a repeated name is fatal; a missing optional column or an
-    extra one (other than `expected_extra`, e.g. label columns of a generated data set) is a warning.
-    """
-    names = [header_column(h) for h in header]
-    if not any(names):
-        raise IntakeFormatError("the file has no header row")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise IntakeFormatError(f"repeated column names in the header: {', '.join(dupes)}")
-    missing_required = [c for c in schema.required_columns if c not in names]
-    if missing_required:
-        raise IntakeFormatError(f"missing required column(s): {', '.join(missing_required)}")
-    warnings = []
-    missing = [c for c in schema.column_names if c not in names]
-    if missing:
-        warnings.append(f"missing optional column(s), treated as blank: {', '.join(missing)}")
-    extra = [n for n in names if n not in schema.intake_columns and n not in expected_extra]
-    if extra:
-        warnings.append(f"extra column(s) ignored: {', '.join(extra)}")
-    return warnings
 
 
 def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -112,7 +101,9 @@ def _bounds_reason(col: Column, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     return low | high, reasons
 
 
-def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _typed_column(
+    col: Column, c: _Column, schema: Schema, decimal_comma: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, bad, reason) for one column; values are float codes or numbers."""
     n = len(c.raw)
     bad = np.zeros(n, dtype=bool)
@@ -130,8 +121,9 @@ def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, 
         bad = ~c.blank & (codes < 0)
         reason[bad] = f"not one of: {', '.join(col.categories)}"
     else:
-        is_decimal = _np_bool(pc.match_substring_regex(c.text, DECIMAL))
-        as_text = pc.if_else(pa.array(is_decimal), c.text, pa.scalar(None, pa.string()))
+        text = pc.replace_substring(c.text, ",", ".", max_replacements=1) if decimal_comma else c.text
+        is_decimal = _np_bool(pc.match_substring_regex(text, DECIMAL))
+        as_text = pc.if_else(pa.array(is_decimal), text, pa.scalar(None, pa.string()))
         values = pc.cast(as_text, pa.float64()).to_numpy(zero_copy_only=False).astype(float)
         not_number = ~c.blank & ~is_decimal
         reason[not_number] = "not a number (a decimal with '.', no units)"
@@ -152,33 +144,39 @@ def _typed_column(col: Column, c: _Column, schema: Schema) -> tuple[np.ndarray, 
     return values, bad, reason
 
 
-def _id_cells(table: pa.Table, schema: Schema) -> tuple[pa.Array, _Column]:
-    """The record_id cells of raw intake cells: as text, and trimmed with their blanks."""
-    names = {header_column(name): name for name in table.column_names}
+def _id_cells(table: pa.Table, schema: Schema, names: dict[str, str]) -> tuple[pa.Array, _Column]:
+    """The record_id cells as text, and trimmed with their blanks."""
     raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
     return raw_id, _Column(raw_id, pa.array(sorted(schema.missing_markers)))
 
 
-def learn_record_ids(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: SeenIds) -> None:
-    """Record the ids of raw cells in `first_seen` exactly as `validate_table` does, validating nothing else."""
-    _, ids = _id_cells(table, schema)
+def learn_record_ids(table: pa.Table, rows: np.ndarray, schema: Schema, seen: SeenIds) -> None:
+    """Record the ids of raw cells in `seen` as `validate_table` does, validating nothing else."""
+    _, ids = _id_cells(table, schema, {name.strip(): name for name in table.column_names})
     text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
-    first_seen.first_use(text, np.asarray(rows, dtype=np.int64), ~ids.blank)
+    seen.first_use(text, np.asarray(rows, dtype=np.int64), ~ids.blank)
 
 
-def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen: SeenIds | None = None) -> Validated:
+def validate_table(
+    table: pa.Table,
+    rows: np.ndarray,
+    schema: Schema,
+    first_seen: SeenIds | None = None,
+    decimal_comma: bool = False,
+) -> Validated:
     """Validate string cells (one column per header name) of data rows numbered `rows`.
 
     `first_seen` remembers the record ids used so far and where; pass the same SeenIds
     for every chunk of one file so a repeated id rejects the later rows across chunks.
+    With `decimal_comma`, a number cell may use a comma for its decimal point (`7,5`).
     """
     first_seen = SeenIds() if first_seen is None else first_seen
     n = table.num_rows
     rows = np.asarray(rows, dtype=np.int64)
     markers = pa.array(sorted(schema.missing_markers))
-    names = {header_column(name): name for name in table.column_names}
+    names = {name.strip(): name for name in table.column_names}
 
-    raw_id, ids = _id_cells(table, schema)
+    raw_id, ids = _id_cells(table, schema, names)
     id_text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
     id_len = pc.utf8_length(ids.text).to_numpy(zero_copy_only=False)
     raw_id_np = np.asarray(raw_id.to_numpy(zero_copy_only=False), dtype=object)
@@ -209,9 +207,14 @@ def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen
         raw_id_np,
         f"record_id is longer than {schema.id_max_length} characters",
     )
-    first_row = first_seen.first_use(id_text, rows, ~id_blank)
+    first_row, first_place = first_seen.first_use(id_text, rows, ~id_blank)
     repeated = ~id_blank & (first_row != rows)
-    repeat_reason = np.array([f"repeated record_id (first used at row {r})" for r in first_row], dtype=object)
+    if first_place is not None:  # ids first used in another source: a repeat whatever the row
+        repeated |= ~id_blank & (first_place != "")
+    repeat_reason = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(repeated):
+        of = f" of {first_place[i]}" if first_place is not None and first_place[i] else ""
+        repeat_reason[i] = f"repeated record_id (first used at row {first_row[i]}{of})"
     add(repeated, schema.id_column, raw_id_np, repeat_reason)
     bad_rows |= id_blank | too_long | repeated
 
@@ -221,7 +224,7 @@ def validate_table(table: pa.Table, rows: np.ndarray, schema: Schema, first_seen
             out[col.name] = np.full(n, np.nan)
             continue
         raw = pc.cast(table.column(names[col.name]).combine_chunks(), pa.string())
-        values, bad, reason = _typed_column(col, _Column(raw, markers), schema)
+        values, bad, reason = _typed_column(col, _Column(raw, markers), schema, decimal_comma)
         raw_np = np.asarray(raw.to_numpy(zero_copy_only=False), dtype=object)
         add(bad, col.name, raw_np, reason)
         bad_rows |= bad

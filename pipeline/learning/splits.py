@@ -21,6 +21,7 @@ from pipeline.intake.outputs import atomic_paths
 from pipeline.world.generate import write_dataset
 from pipeline.world.network import compile_model
 from pipeline.world.oracle import posterior_probabilities
+from pipeline.world.versions import generator_version, oracle_version
 
 CACHE_DIR = DATA_DIR / "cache"
 SPLITS = ("train", "calibration", "validation", "test", "evaluation")
@@ -40,7 +41,8 @@ def file_sha256(path: Path) -> str:
 
 
 def dataset_path(kb: KnowledgeBase, split: str, population: str, n: int, seed: int) -> Path:
-    return CACHE_DIR / f"{split}_{population}_n{n}_seed{seed}_kb{kb.short_hash}.parquet"
+    """Named by everything that made it: split, population, N, seed, knowledge base and generator code."""
+    return CACHE_DIR / f"{split}_{population}_n{n}_seed{seed}_kb{kb.short_hash}_gen{generator_version()}.parquet"
 
 
 def load_split(
@@ -51,14 +53,14 @@ def load_split(
     if cache_dir is not None:
         path = Path(cache_dir) / path.name
     meta = parquet_metadata(path) if path.exists() else {}
-    if meta.get("leg_fatigue.kb_sha256") != kb.sha256:
+    if meta.get("leg_fatigue.kb_sha256") != kb.sha256 or meta.get("leg_fatigue.generator") != generator_version():
         write_dataset(compile_model(kb, population), n, split_seed(seed, split), path, "parquet")
     return read_parquet_dataset(path, kb.schema), file_sha256(path), path
 
 
 def oracle_for(kb: KnowledgeBase, population: str, frame: pd.DataFrame, data_path: Path, data_sha: str) -> pd.DataFrame:
-    """The oracle's p_ columns for a cached data set, computed once per data content."""
-    path = data_path.with_name(data_path.stem + f".oracle-{data_sha[:12]}.parquet")
+    """The oracle's p_ columns for a cached data set, computed once per data content and oracle code."""
+    path = data_path.with_name(data_path.stem + f".oracle-{data_sha[:12]}-{oracle_version()}.parquet")
     if path.exists():
         return pq.read_table(path).to_pandas()
     post = posterior_probabilities(compile_model(kb, population), frame)

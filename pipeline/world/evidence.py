@@ -1,7 +1,9 @@
 """The evidence a row gives the oracle: finding states, parent codes, and the coupling factors.
 
 Split from pipeline.world.oracle: what is observed, turned into the arrays the exact
-inference of oracle.py expands (see its docstring for the method).
+inference of oracle.py expands (see its docstring for the method). The findings part
+(`_findings`) is the same whatever happens to the blank parents; `_evidence` adds every joint
+completion of them (rows with few), `_blank_evidence` only their codes, for elimination.
 """
 
 from __future__ import annotations
@@ -139,14 +141,52 @@ def _fold_single_parent_factors(link_all: np.ndarray, a: np.ndarray, b: np.ndarr
     return ratio
 
 
-@dataclass
-class _Evidence:
-    """What a chunk of rows shows, compiled for inference."""
+def configuration_counts(model: CompiledModel, codes: np.ndarray) -> np.ndarray:
+    """Per row: how many completions its blank parents have (the joint enumeration's size)."""
+    cards = np.array([var.cardinality for var in model.parent_vars], dtype=float)
+    return np.where(codes < 0, cards, 1.0).prod(axis=1)
 
-    n_rows: int
-    pair_row: np.ndarray  # (P,) row of each completion of the blank parents
-    pi: np.ndarray  # (P, C) prior probability of each condition given the completion
-    log_omega: np.ndarray  # (P,) log P(completion, observed parents), max 0 within a row
+
+def subset_block(v: np.ndarray, a: np.ndarray, b: np.ndarray, first: int, size: int, dtype):
+    """Quickscore's Q (n, C, size) and coef (n, size) for the subsets T with ids first, ...,
+    first + size - 1 (bit j set: coupling factor j in T; size a power of two dividing first),
+    for rows with k factors: v (n, k, C) the factors' 1 - link, a and b (n, k).
+
+    Q_c(T) = prod_{j in T} v_jc and coef(T) = prod_j (b_j if j in T else a_j), multiplied in
+    order of j: by doubling over the low bits that vary in the block, then the fixed high bits.
+    The subset axis is last (contiguous), so numpy sums over it pairwise.
+    """
+    n, k, n_c = v.shape
+    q = np.ones((n, n_c, 1), dtype=dtype)
+    coef = np.ones((n, 1), dtype=dtype)
+    low = size.bit_length() - 1
+    for j in range(low):
+        q = np.concatenate([q, q * v[:, j, :, None]], axis=2)
+        coef = np.concatenate([coef * a[:, j, None], coef * b[:, j, None]], axis=1)
+    for j in range(low, k):
+        if (first >> j) & 1:
+            q = q * v[:, j, :, None]
+            coef = coef * b[:, j, None]
+        else:
+            coef = coef * a[:, j, None]
+    return q, coef
+
+
+def cause_slices(cause_matrix: np.ndarray) -> list[slice]:
+    """Conditions of each cause are contiguous in schema order; their slices."""
+    slices = []
+    for g in range(cause_matrix.shape[1]):
+        members = np.flatnonzero(cause_matrix[:, g])
+        if not np.array_equal(members, np.arange(members[0], members[-1] + 1)):
+            raise ValueError("the conditions of a cause must be contiguous")
+        slices.append(slice(int(members[0]), int(members[-1]) + 1))
+    return slices
+
+
+@dataclass
+class _Findings:
+    """What a chunk's findings and labs show, whatever the parents' treatment."""
+
     w: np.ndarray  # (n, C) likelihood ratio of the folded findings when a condition is present
     a: np.ndarray  # (n, J) coupling factors a_j + b_j q_j(S)
     b: np.ndarray
@@ -158,17 +198,18 @@ class _Evidence:
         return self.used.sum(axis=1)
 
 
-def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
-    n = len(typed)
-    age = typed["age"].to_numpy(dtype=float)
-    states = finding_states(model, typed)
-    pair_row, pair_codes = expand_blank_parents(model, parent_codes(model, typed))
-    x = model.features(age[pair_row], pair_codes)
-    log_weight = model.parent_log_prob(x, pair_codes)
-    log_weight += _parent_lab_log_lik(model, typed, pair_row, pair_codes)
-    max_w = np.full(n, -np.inf)
-    np.maximum.at(max_w, pair_row, log_weight)
+@dataclass
+class _Evidence(_Findings):
+    """Findings, and every joint completion of each row's blank parents (enumeration)."""
 
+    n_rows: int = 0
+    pair_row: np.ndarray | None = None  # (P,) row of each completion of the blank parents
+    pi: np.ndarray | None = None  # (P, C) prior probability of each condition given the completion
+    log_omega: np.ndarray | None = None  # (P,) log P(completion, observed parents), max 0 within a row
+
+
+def _findings(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
+    states = finding_states(model, typed)
     log_one_minus = np.log1p(-np.minimum(model.finding_link, 1 - 1e-16))  # (C, B)
     negative = np.nan_to_num(states == 0).astype(float)
     w = np.exp(negative @ log_one_minus.T)  # (n, C)
@@ -182,4 +223,35 @@ def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
             f"row {typed.index[worst]} has {k_row[worst]} positive findings and labs; "
             f"the exact oracle expands at most {MAX_COUPLING}"
         )
-    return _Evidence(n, pair_row, expit(model.condition_logits(x)), log_weight - max_w[pair_row], w, a, b, used, link)
+    return _Findings(w, a, b, used, link)
+
+
+def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
+    f = _findings(model, typed)
+    n = len(typed)
+    age = typed["age"].to_numpy(dtype=float)
+    pair_row, pair_codes = expand_blank_parents(model, parent_codes(model, typed))
+    x = model.features(age[pair_row], pair_codes)
+    log_weight = model.parent_log_prob(x, pair_codes)
+    log_weight += _parent_lab_log_lik(model, typed, pair_row, pair_codes)
+    max_w = np.full(n, -np.inf)
+    np.maximum.at(max_w, pair_row, log_weight)
+    pi = expit(model.condition_logits(x))
+    return _Evidence(f.w, f.a, f.b, f.used, f.link, n, pair_row, pi, log_weight - max_w[pair_row])
+
+
+@dataclass
+class _BlankEvidence(_Findings):
+    """Findings, and the rows' parent codes for variable elimination over the blank ones."""
+
+    typed: pd.DataFrame | None = None
+    codes: np.ndarray | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.codes)
+
+
+def _blank_evidence(model: CompiledModel, typed: pd.DataFrame) -> _BlankEvidence:
+    f = _findings(model, typed)
+    return _BlankEvidence(f.w, f.a, f.b, f.used, f.link, typed, parent_codes(model, typed))

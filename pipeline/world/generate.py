@@ -24,6 +24,7 @@ from pipeline.contract.knowledge import Lab, NumericDistribution
 from pipeline.intake.frames import csv_table_from_columns, frame_from_columns, parquet_table_from_columns
 from pipeline.intake.outputs import atomic_paths
 from pipeline.world.network import CompiledModel, noisy_or_absent
+from pipeline.world.versions import generator_version
 
 CHUNK_ROWS = 100_000
 
@@ -191,6 +192,7 @@ def dataset_metadata(model: CompiledModel, n: int, seed: int) -> dict[str, str]:
         "leg_fatigue.population": model.population.name,
         "leg_fatigue.kb_sha256": model.kb.sha256,
         "leg_fatigue.schema_sha256": model.kb.schema.sha256,
+        "leg_fatigue.generator": generator_version(),
         "leg_fatigue.note": "synthetic records from the knowledge base; not patient data",
     }
 

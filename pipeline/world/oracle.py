@@ -4,8 +4,11 @@ For one row with observed fields o and condition set S:
 
     P(S, o) = sum over z of P(z, o_parents) * prod_c P(s_c | z) * P(o_findings | S)
 
-where z ranges over the values of the blank person fields and risk factors (enumerated
-per row; a blank is "not asked", so it is marginalised). Given z the conditions are
+where z ranges over the values of the blank person fields and risk factors (a blank is
+"not asked", so it is marginalised). A row whose blanks have at most `ENUMERATE_AT_MOST`
+joint completions (generated data, mostly) enumerates them; any other row sums them out by
+variable elimination over their factor graph (pipeline.world.oracle_elimination), so memory
+and time do not grow with the number of completions. Given z the conditions are
 independent. Blank findings drop out. A negative finding factorises over conditions:
 (1 - leak) * prod_{c in S} (1 - p_c). A positive finding is 1 - (1 - leak) prod (1 - p_c),
 and an observed lab is g_abn + (g_norm - g_abn) (1 - leak) prod (1 - p_c) (g_* are the exact
@@ -23,6 +26,7 @@ its probabilities, from the sum of absolute terms. Rows whose bound exceeds
 still above `ENUMERATE_ABOVE` by summing every subset of the conditions their positive
 findings touch, where all terms are positive. So every reported probability is within
 ENUMERATE_ABOVE of the exact posterior, and the per-row bound says by how much at most.
+Both treatments of the blank parents run these same steps (`_with_fallbacks`).
 """
 
 from __future__ import annotations
@@ -33,38 +37,26 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from pipeline.world.evidence import _Evidence, _evidence
+from pipeline.world.evidence import (
+    _blank_evidence,
+    _Evidence,
+    _evidence,
+    cause_slices,
+    configuration_counts,
+    parent_codes,
+    subset_block,
+)
 from pipeline.world.network import CompiledModel
+from pipeline.world.oracle_elimination import elimination_enumerated_row, elimination_quickscore
 
 EXTENDED_PRECISION_ABOVE = 1e-7  # float64 bound above this: redo in np.longdouble
 ENUMERATE_ABOVE = 1e-5  # longdouble bound still above this: redo by sign-free enumeration
 TERM_BUDGET_BYTES = 48 * 2**20
+# Rows whose blank parents have at most this many joint completions enumerate them; the rest
+# sum them out by variable elimination (pipeline.world.oracle_elimination).
+ENUMERATE_AT_MOST = 64
+PAIRS_AT_MOST = 1 << 16  # completions enumerated at once: bounds the enumeration's memory
 ERROR_COLUMN = "oracle_error_bound"
-
-
-def _subset_products(v: np.ndarray, a: np.ndarray, b: np.ndarray, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """For rows with k coupling factors: Q (n, C, 2^k) and coef (n, 2^k) over all subsets T.
-
-    The subset axis is last (contiguous), so numpy sums over it pairwise.
-    """
-    n, k, c = v.shape
-    q = np.ones((n, c, 1), dtype=dtype)
-    coef = np.ones((n, 1), dtype=dtype)
-    for j in range(k):
-        q = np.concatenate([q, q * v[:, j, :, None]], axis=2)
-        coef = np.concatenate([coef * a[:, j, None], coef * b[:, j, None]], axis=1)
-    return q, coef
-
-
-def _cause_slices(cause_matrix: np.ndarray) -> list[slice]:
-    """Conditions of each cause are contiguous in schema order; their slices."""
-    slices = []
-    for g in range(cause_matrix.shape[1]):
-        members = np.flatnonzero(cause_matrix[:, g])
-        if not np.array_equal(members, np.arange(members[0], members[-1] + 1)):
-            raise ValueError("the conditions of a cause must be contiguous")
-        slices.append(slice(int(members[0]), int(members[-1]) + 1))
-    return slices
 
 
 def _quickscore(pi: np.ndarray, u: np.ndarray, q: np.ndarray, coef: np.ndarray, causes: list[slice]):
@@ -89,7 +81,7 @@ def _quickscore(pi: np.ndarray, u: np.ndarray, q: np.ndarray, coef: np.ndarray, 
 def _quickscore_posterior(model: CompiledModel, ev: _Evidence, dtype=np.float64):
     """Marginals by Quickscore: (p_conditions, p_causes, error bound) per row."""
     n, n_c = ev.n_rows, model.n_conditions
-    causes = _cause_slices(model.cause_matrix)
+    causes = cause_slices(model.cause_matrix)
     pi = ev.pi.astype(dtype)
     w = ev.w.astype(dtype)
     omega = np.exp(ev.log_omega).astype(dtype)
@@ -100,33 +92,45 @@ def _quickscore_posterior(model: CompiledModel, ev: _Evidence, dtype=np.float64)
     abs_total = np.zeros(n, dtype=dtype)
     numer = np.zeros((n, n_c), dtype=dtype)
     none = np.zeros((n, len(causes)), dtype=dtype)
+    blocks = np.ones(n)
+    itemsize = np.dtype(dtype).itemsize
     for k in np.unique(k_row):
         rows_k = np.flatnonzero(k_row == k)
         order = np.argsort(~ev.used[rows_k], axis=1, kind="stable")[:, :k]
         v = one_minus_link[order].astype(dtype)  # (n_k, k, C)
         ak = np.take_along_axis(ev.a[rows_k], order, axis=1).astype(dtype)
         bk = np.take_along_axis(ev.b[rows_k], order, axis=1).astype(dtype)
-        q, coef = _subset_products(v, ak, bk, dtype)
-        local = np.full(n, -1)
-        local[rows_k] = np.arange(len(rows_k))
-        pairs = np.flatnonzero(local[ev.pair_row] >= 0)
-        step = max(1, TERM_BUDGET_BYTES // max(q[0].nbytes * 3, 1))
-        for start in range(0, len(pairs), step):
-            p = pairs[start : start + step]
-            rows = ev.pair_row[p]
-            r_tot, r_num, r_none, r_abs = _quickscore(pi[p], pi[p] * w[rows], q[local[rows]], coef[local[rows]], causes)
-            om = omega[p]
-            np.add.at(total, rows, om * r_tot)
-            np.add.at(abs_total, rows, om * r_abs)
-            np.add.at(numer, rows, om[:, None] * r_num)
-            np.add.at(none, rows, om[:, None] * r_none)
+        # Subsets in blocks and rows in batches, so that Q stays within the budget whatever k.
+        n_t = 1 << int(k)
+        t_block = min(n_t, 1 << int(np.log2(TERM_BUDGET_BYTES // (3 * n_c * itemsize))))
+        r_block = max(1, TERM_BUDGET_BYTES // (n_c * t_block * itemsize))
+        blocks[rows_k] = n_t // t_block
+        for r0 in range(0, len(rows_k), r_block):
+            batch = slice(r0, r0 + r_block)
+            local = np.full(n, -1)
+            local[rows_k[batch]] = np.arange(len(rows_k[batch]))
+            pairs = np.flatnonzero(local[ev.pair_row] >= 0)
+            for t0 in range(0, n_t, t_block):
+                q, coef = subset_block(v[batch], ak[batch], bk[batch], t0, t_block, dtype)
+                step = max(1, TERM_BUDGET_BYTES // max(q[0].nbytes * 3, 1))
+                for start in range(0, len(pairs), step):
+                    p = pairs[start : start + step]
+                    rows = ev.pair_row[p]
+                    u = pi[p] * w[rows]
+                    r_tot, r_num, r_none, r_abs = _quickscore(pi[p], u, q[local[rows]], coef[local[rows]], causes)
+                    om = omega[p]
+                    np.add.at(total, rows, om * r_tot)
+                    np.add.at(abs_total, rows, om * r_abs)
+                    np.add.at(numer, rows, om[:, None] * r_num)
+                    np.add.at(none, rows, om[:, None] * r_none)
 
     # Rigorous first-order bound. Each signed term is a product of at most C + k + 2
     # factors; sums over the 2^k terms are numpy's pairwise summation (blocks of 128 with
     # 8 accumulators, then pairwise), at most 16 + log2(2^k) roundings deep; the sum over
-    # completions adds a few more. |error of p| <= 2 gamma sum|terms| / total.
+    # completions adds a few more, and each further block of subsets one.
+    # |error of p| <= 2 gamma sum|terms| / total.
     eps = np.finfo(dtype).eps
-    gamma = (n_c + 3 * k_row + 48) * eps
+    gamma = (n_c + 3 * k_row + 47 + blocks) * eps
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = np.where(total > 0, 2 * gamma * abs_total / total, np.inf)
         p_cond = np.clip(numer / total[:, None], 0.0, 1.0)
@@ -140,7 +144,7 @@ def _enumerated_row(model: CompiledModel, ev: _Evidence, r: int, block: int = 1 
     Every term is positive, so nothing cancels; conditions outside that set are independent
     given the completion and are summed in closed form.
     """
-    causes = _cause_slices(model.cause_matrix)
+    causes = cause_slices(model.cause_matrix)
     jj = np.flatnonzero(ev.used[r])
     active = np.flatnonzero((ev.link[:, jj] > 0).any(axis=1))
     rest = np.setdiff1d(np.arange(model.n_conditions), active)
@@ -192,13 +196,13 @@ def _active_counts(ev: _Evidence) -> np.ndarray:
     return ((ev.used.astype(float) @ (ev.link.T > 0)) > 0).sum(axis=1)
 
 
-def _chunk_posterior(model: CompiledModel, chunk: pd.DataFrame) -> np.ndarray:
+def _with_fallbacks(model: CompiledModel, frame: pd.DataFrame, build, quickscore, enumerated_row) -> np.ndarray:
     """Quickscore in float64, then for rows over the tolerance the cheaper of sign-free
     enumeration and extended-precision Quickscore, and enumeration for any row still over."""
-    p_cond, p_cause, bound = _quickscore_posterior(model, _evidence(model, chunk))
+    p_cond, p_cause, bound = quickscore(model, build(model, frame))
     redo = np.flatnonzero(bound > EXTENDED_PRECISION_ABOVE)
     if len(redo):
-        ev = _evidence(model, chunk.iloc[redo])
+        ev = build(model, frame.iloc[redo])
         m, k = _active_counts(ev), ev.k_row
         # rough operation counts: enumeration 2^m (m + k); longdouble 2^k C, ~10x slower per op
         enumerate_first = 2.0**m * (m + k + 8) < 2.0**k * model.n_conditions * 40
@@ -209,12 +213,35 @@ def _chunk_posterior(model: CompiledModel, chunk: pd.DataFrame) -> np.ndarray:
         )
         rest = np.flatnonzero(~enumerate_first)
         if len(rest):
-            sub = _evidence(model, chunk.iloc[redo[rest]])
-            lc[rest], lg[rest], lb[rest] = _quickscore_posterior(model, sub, dtype=np.longdouble)
+            sub = build(model, frame.iloc[redo[rest]])
+            lc[rest], lg[rest], lb[rest] = quickscore(model, sub, dtype=np.longdouble)
         for i in np.flatnonzero(enumerate_first | (lb > ENUMERATE_ABOVE)):
-            lc[i], lg[i], lb[i] = _enumerated_row(model, ev, int(i))
+            lc[i], lg[i], lb[i] = enumerated_row(model, ev, int(i))
         p_cond[redo], p_cause[redo], bound[redo] = lc, lg, lb
     return np.column_stack([p_cond, p_cause, bound])
+
+
+ENUMERATION = (_evidence, _quickscore_posterior, _enumerated_row)
+ELIMINATION = (_blank_evidence, elimination_quickscore, elimination_enumerated_row)
+
+
+def _chunk_posterior(model: CompiledModel, chunk: pd.DataFrame) -> np.ndarray:
+    """Rows with few completions of their blank parents enumerate them jointly (in batches of at
+    most PAIRS_AT_MOST completions); the others sum them out by variable elimination. Both run
+    Quickscore with the same fallbacks."""
+    counts = configuration_counts(model, parent_codes(model, chunk))
+    enumerate_rows = np.flatnonzero(counts <= ENUMERATE_AT_MOST)
+    batch = np.cumsum(counts[enumerate_rows]) // PAIRS_AT_MOST
+    if len(enumerate_rows) == len(chunk) and batch.max(initial=0) == 0:
+        return _with_fallbacks(model, chunk, *ENUMERATION)
+    out = np.empty((len(chunk), model.n_conditions + len(model.causes) + 1))
+    for b in np.unique(batch):
+        rows = enumerate_rows[batch == b]
+        out[rows] = _with_fallbacks(model, chunk.iloc[rows], *ENUMERATION)
+    rows = np.flatnonzero(counts > ENUMERATE_AT_MOST)
+    if len(rows):
+        out[rows] = _with_fallbacks(model, chunk.iloc[rows], *ELIMINATION)
+    return out
 
 
 def posterior_probabilities(
