@@ -54,6 +54,43 @@ extra = {{"oracle_seconds": s, "max_bound": float(post["oracle_error_bound"].max
     return {**result, "rows_per_s": n / result["oracle_seconds"]}
 
 
+SPARSE_BLANKS = 0.7
+
+
+def oracle_sparse(n: int) -> dict:
+    """The oracle on forms as clinics fill them: most fields blank."""
+    code = f"""
+import time
+import numpy as np
+from pipeline.world.network import default_model
+from pipeline.world.generate import generate_frame
+from pipeline.world.oracle import posterior_probabilities
+model = default_model(); frame = generate_frame(model, {n}, 4)
+rng = np.random.default_rng(0)
+for c in model.kb.schema.column_names:
+    if c not in ("record_id", "age"):
+        frame.loc[rng.random(len(frame)) < {SPARSE_BLANKS}, c] = None
+t = time.perf_counter(); post = posterior_probabilities(model, frame); s = time.perf_counter() - t
+extra = {{"oracle_seconds": s}}
+"""
+    result = measure(code)
+    return {**result, "rows_per_s": n / result["oracle_seconds"]}
+
+
+def explain_cost(n: int, tmp: Path) -> None:
+    """`score --explain` against plain scoring on the same generated rows (one run each)."""
+    intake = intake_csv(n, tmp / "explain.csv")
+    plain = _score(intake, tmp / "plain_scores.csv")
+    argv = [sys.executable, "-m", "pipeline", "score", "--input", str(intake), "--output", str(tmp / "ex.csv")]
+    explained = measure_command([*argv, "--explain"])
+    extra = explained["seconds"] - plain["seconds"]
+    print(
+        f"  score --explain {n:,} rows: {explained['seconds']:.1f} s vs {plain['seconds']:.1f} s plain; "
+        f"the explanations cost {extra:.1f} s = {n / max(extra, 1e-9):,.0f} rows/s  "
+        f"peak {explained['peak_mb']:,.0f} MB"
+    )
+
+
 def main() -> None:
     print("Benchmarks (2 cores; figures vary from run to run, compare within one run)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +105,11 @@ def main() -> None:
         f"  oracle      20,000 rows          : {r['oracle_seconds']:6.1f} s  "
         f"{r['rows_per_s']:>9,.0f} rows/s  peak {r['peak_mb']:,.0f} MB  "
         f"largest error bound {r['max_bound']:.1e}"
+    )
+    r = oracle_sparse(2_000)
+    print(
+        f"  oracle       2,000 sparse forms  : {r['oracle_seconds']:6.1f} s  "
+        f"{r['rows_per_s']:>9,.0f} rows/s  peak {r['peak_mb']:,.0f} MB  ({SPARSE_BLANKS:.0%} of fields blank)"
     )
     for extra in _later_stages():
         extra()
@@ -281,7 +323,14 @@ def _later_stages():
         with tempfile.TemporaryDirectory() as tmp:
             spark_scoring(8, 125_000, Path(tmp))
 
-    return [run_scoring]
+    def run_explain():
+        from pipeline.tracking.registry import champion_version
+
+        if champion_version() is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                explain_cost(2_000, Path(tmp))
+
+    return [run_scoring, run_explain]
 
 
 if __name__ == "__main__":

@@ -133,6 +133,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     if args.engine == "spark":
         return _score_on_spark(args, loaded, kb, uri, read_options)
     output = sys.stdout.buffer if to_stdout else Path(args.output)
+    explainer = _explainer(loaded.model, kb) if args.explain else None
     observers, profile = (), None
     if args.report:
         from pipeline.reporting.batch import finish_report, start_profile
@@ -147,6 +148,7 @@ def cmd_score(args: argparse.Namespace) -> None:
         args.rejects,
         read_options={k: v for k, v in read_options.items() if v},
         observers=observers,
+        explainer=explainer,
     )
     if profile is not None:
         finish_report(
@@ -163,15 +165,28 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(DISCLAIMER, file=report)
 
 
+def _explainer(model, kb):
+    """`--explain`: the model's exact attributions and the knowledge base's value of information."""
+    from pipeline.scoring.explain import Explainer, ExplainError
+    from pipeline.world.network import default_model
+    from pipeline.world.value_of_information import AskNext
+
+    try:
+        return Explainer(model, kb.schema, AskNext(default_model(), kb.schema.explain.ask_next_max))
+    except ExplainError as err:
+        raise UserError(str(err)) from None
+
+
 def _score_on_spark(args: argparse.Namespace, loaded, kb, uri: str, read_options: dict) -> None:
     """`score --engine spark`: the same intake path and scoring per file on Spark, into directories."""
     from pipeline.engines.spark import SparkSetupError, score_spark
 
-    read_options = {k: v for k, v in read_options.items() if v}
+    if args.explain:
+        _explainer(loaded.model, kb)  # here, not on the workers, a model that cannot explain is one line
+    options = {"master": args.master, "read_options": {k: v for k, v in read_options.items() if v}}
+    options["explainer_factory"] = _explainer if args.explain else None
     try:
-        summary = score_spark(
-            args.input, Path(args.output), Path(args.rejects), loaded, kb, master=args.master, read_options=read_options
-        )
+        summary = score_spark(args.input, args.output, args.rejects, loaded, kb, **options)
     except SparkSetupError as err:
         raise UserError(str(err)) from None
     for w in summary.warnings:
@@ -182,11 +197,9 @@ def _score_on_spark(args: argparse.Namespace, loaded, kb, uri: str, read_options
 
 def _check_engine(args: argparse.Namespace) -> None:
     """The options `--engine spark` needs or refuses, before anything is loaded."""
-    if args.engine != "spark":
-        if args.master:
-            raise UserError("--master needs --engine spark")
-        return
-    if args.output == "-" or not args.rejects or args.report:
+    if args.master and args.engine != "spark":
+        raise UserError("--master needs --engine spark")
+    if args.engine == "spark" and (args.output == "-" or not args.rejects or args.report):
         raise UserError("--engine spark writes directories: give --output DIR and --rejects DIR (no --report)")
 
 
@@ -206,7 +219,13 @@ input:
 outputs:
   scores   one row per scored form, in input order: record_id, the 21 p_<condition> and 6
            p_cause_<cause> probabilities, top_conditions, triage, red_flags, specialists,
-           model_version
+           model_version; with --explain, reasons and ask_next before model_version:
+             reasons   per top condition `condition: +field, +field, -field` (` | ` between
+                       conditions): answered fields that raised it most, and the one that
+                       lowered it most, exact for the model (calibration is monotone)
+             ask_next  up to 3 blank fields, most informative first (expected information
+                       gain about the conditions under the knowledge base)
+  report   with --report PATH.html, a self-contained page about the batch
   rejects  one line per bad cell or unreadable row: row, record_id, field, value, reason
   Every input row ends up in exactly one of the two. Both are written to temporary files and
   renamed only when the whole input has been read: a failure leaves no partial output.
@@ -315,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sc.add_argument(
         "--encoding", metavar="NAME", help="the input's text encoding, e.g. cp1252 or latin-1 (default: UTF-8)"
+    )
+    sc.add_argument(
+        "--explain",
+        action="store_true",
+        help="add `reasons` (the answered fields that raised and lowered each top condition, exact for the "
+        "model) and `ask_next` (up to 3 blank fields worth asking or testing next); slower",
     )
     sc.add_argument(
         "--report",

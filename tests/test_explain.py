@@ -10,8 +10,8 @@ from scipy.special import logit
 
 from pipeline.contract.loader import default_knowledge_base
 from pipeline.learning.config import load_experiment
-from pipeline.learning.explain import reasons_column
 from pipeline.learning.splits import load_split
+from pipeline.scoring.explain import reasons_column
 
 
 @pytest.fixture(scope="module")

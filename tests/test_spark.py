@@ -25,6 +25,7 @@ import pyarrow.csv as pacsv
 import pytest
 from helpers import SCHEMA, probabilities, read_rows
 
+from pipeline.cli import _explainer as explainer_factory  # what `score --explain` passes the engine
 from pipeline.cli import main
 from pipeline.engines.file_tasks import earlier_uses, part_name
 from pipeline.engines.files import check_output_dirs, input_files, replaced_dirs
@@ -39,6 +40,7 @@ from pipeline.world.network import default_model
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 SCORES_COLUMNS = list(SCHEMA.scores_columns)
 TEXT_COLUMNS = ["top_conditions", "triage", "red_flags", "specialists", "model_version"]
+EXPLAINED = [*SCHEMA.output_columns(explain=True)]  # the scores with --explain: reasons, ask_next too
 
 
 # ------------------------------------------------------------------------- the files of a job (no Spark)
@@ -209,7 +211,10 @@ def reference(files: list[Path], store, tmp: Path) -> tuple[list[dict], list[tup
             lines.append(row)
             where.append((str(path), k))
     _write(tmp / "all.csv", [header, *lines])
-    score_file(tmp / "all.csv", tmp / "all_scores.csv", store.loaded, store.kb, tmp / "all_rejects.csv")
+    explainer = explainer_factory(store.loaded.model, store.kb)
+    score_file(
+        tmp / "all.csv", tmp / "all_scores.csv", store.loaded, store.kb, tmp / "all_rejects.csv", explainer=explainer
+    )
     rejects = []
     for r in read_rows(tmp / "all_rejects.csv")[1]:
         name, row = where[int(r["row"]) - 1]
@@ -259,7 +264,9 @@ def spark_run(spark, store, forms_dir, tmp_path_factory):
     from pipeline.engines.spark import score_spark
 
     out = tmp_path_factory.mktemp("spark_out")
-    summary = score_spark(str(forms_dir), out / "scores", out / "rejects", store.loaded, store.kb)
+    summary = score_spark(
+        str(forms_dir), out / "scores", out / "rejects", store.loaded, store.kb, explainer_factory=explainer_factory
+    )
     return summary, out
 
 
@@ -271,13 +278,14 @@ def test_spark_equals_the_single_machine_scorer_across_files(spark_run, forms_di
     ref_scores, ref_rejects = reference(files, store, tmp_path)
 
     header, scores = read_parts(out / "scores")
-    assert header == SCORES_COLUMNS
+    assert header == EXPLAINED
     assert [r["record_id"] for r in scores] == [r["record_id"] for r in ref_scores]
     np.testing.assert_allclose(
         [probabilities(r) for r in scores], [probabilities(r) for r in ref_scores], rtol=0, atol=1e-9
     )
-    for column in TEXT_COLUMNS:
+    for column in [*TEXT_COLUMNS, *SCHEMA.explain.columns]:
         assert [r[column] for r in scores] == [r[column] for r in ref_scores], column
+    assert any(r[SCHEMA.explain.columns[0]] for r in scores)  # the explanations are there
 
     header, rejects = read_parts(out / "rejects")
     assert header == ["file", *SCHEMA.rejects_columns]
@@ -323,11 +331,10 @@ def test_nothing_is_lost_and_each_file_has_its_part_files(spark_run, forms_dir):
         ]
 
 
-def test_one_task_scores_its_file_and_passes_an_explainer_through(store, tmp_path, monkeypatch):
-    """A task without Spark: its part files, ids from an earlier file rejected naming it, and an
-    explainer made per file by the job's factory reaching `score_chunk` (for `--explain`)."""
+def test_one_task_scores_its_file_like_the_single_machine_scorer(store, tmp_path):
+    """A task without Spark: its part files equal `score_file` on the file, but for an id an
+    earlier file used, rejected naming that file; nothing temporary is left."""
     from pipeline.engines import file_tasks
-    from pipeline.scoring.score import scores_arrow_schema
     from pipeline.tracking.persistence import model_bytes
 
     rows = _rows(6, 31, "t")
@@ -335,44 +342,35 @@ def test_one_task_scores_its_file_and_passes_an_explainer_through(store, tmp_pat
     path = _write(tmp_path / "t.csv", rows)
     (tmp_path / "s").mkdir()
     (tmp_path / "r").mkdir()
-    calls, original = [], file_tasks.score_chunk
-
-    def score_chunk(typed, model, kb, version, explainer=None):  # what score_chunk(explainer=) will do
-        calls.append(explainer)
-        table = original(typed, model, kb, version)
-        return table.append_column("why", pa.array([explainer] * table.num_rows, pa.string()))
-
-    monkeypatch.setattr(file_tasks, "score_chunk", score_chunk)
-    shipped = model_bytes(store.loaded.model)
     job = file_tasks.ScoringJob(
         files=(str(tmp_path / "earlier.csv"), str(path)),
         names=("earlier.csv", "t.csv"),
         kb=store.kb,
-        model=shipped,
-        model_version="7",
+        model=model_bytes(store.loaded.model),
+        model_version=store.loaded.version,
         model_digest="test",
         scores_dir=str(tmp_path / "s"),
         rejects_dir=str(tmp_path / "r"),
         earlier={1: file_tasks.EarlierUses(pa.array(["t04"]), np.array([0]), np.array([9]))},
-        explainer_factory=lambda model, kb: "explained",
-        scores_schema=scores_arrow_schema(SCHEMA).append(pa.field("why", pa.string())),
     )
     result = pa.Table.from_batches(file_tasks.score_one_file(job, 1)).to_pylist()
     assert result == [{"file": 1, "rows_read": 6, "rows_scored": 4, "rows_rejected": 2, "error": None}]
-    assert calls == ["explained"]
+    score_file(path, tmp_path / "one.csv", store.loaded, store.kb)
     header, scores = read_rows(tmp_path / "s" / "part-00001.csv")
-    assert header == [*SCORES_COLUMNS, "why"] and {r["why"] for r in scores} == {"explained"}
+    expected_header, expected = read_rows(tmp_path / "one.csv")
+    assert header == expected_header == SCORES_COLUMNS
+    assert scores == [r for r in expected if r["record_id"] != "t04"]
     _, rejects = read_rows(tmp_path / "r" / "part-00001.csv")
     assert [(r["file"], r["row"], r["field"]) for r in rejects] == [("t.csv", "2", "bmi"), ("t.csv", "5", "record_id")]
     assert rejects[1]["reason"] == "repeated record_id (first used at row 9 of earlier.csv)"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "s", "t.csv"]  # no temporary file left
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["part-00001.csv"]  # no temporary file left
 
 
 @pytest.mark.slow
 def test_the_command_line_runs_the_same_job(spark_run, forms_dir, tmp_path, capsys):
-    """`score --engine spark` with a glob, on the active session: the same part files, byte for byte."""
+    """`score --engine spark --explain` with a glob, on the active session: the same part files, byte for byte."""
     _, out = spark_run
-    argv = ["score", "--engine", "spark", "--input", str(forms_dir / "*_forms.csv*")]
+    argv = ["score", "--engine", "spark", "--explain", "--input", str(forms_dir / "*_forms.csv*")]
     assert main([*argv, "--output", str(tmp_path / "scores"), "--rejects", str(tmp_path / "rejects")]) == 0
     printed = capsys.readouterr()
     assert "rows read 70" in printed.out and "3 file(s) on Spark local[2]" in printed.out
@@ -387,7 +385,8 @@ def test_the_command_line_runs_the_same_job(spark_run, forms_dir, tmp_path, caps
 def test_the_first_file_is_byte_for_byte_the_single_machine_output(spark_run, forms_dir, store, tmp_path):
     _, out = spark_run
     first = input_files(str(forms_dir))[0]
-    score_file(first, tmp_path / "scores.csv", store.loaded, store.kb, tmp_path / "rejects.csv")
+    explainer = explainer_factory(store.loaded.model, store.kb)
+    score_file(first, tmp_path / "scores.csv", store.loaded, store.kb, tmp_path / "rejects.csv", explainer=explainer)
     assert (out / "scores" / "part-00000.csv").read_bytes() == (tmp_path / "scores.csv").read_bytes()
     _, mine = read_rows(out / "rejects" / "part-00000.csv")
     _, theirs = read_rows(tmp_path / "rejects.csv")
@@ -425,28 +424,44 @@ def test_a_failed_job_leaves_no_output_and_earlier_output_intact(spark, store, t
 
 @pytest.mark.slow
 def test_spark_udf_on_the_registered_model_returns_the_served_columns(spark, store, forms_dir):
+    """The registered model as a Spark UDF, plain and with params {"explain": true}, in one job:
+    the served columns, equal to the pyfunc's own answer on the same forms."""
     import mlflow
     from pyspark.sql import functions as F
 
     from pipeline.engines.spark import served_result_type
     from pipeline.tracking.registry import CHAMPION_URI
 
-    path = forms_dir / "c_forms.csv"  # another column order, an extra column, bad cells
+    path = forms_dir / "c_forms.csv"  # another column order and spelling, an extra column, bad cells
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     forms = spark.read.csv(str(path), header=True, inferSchema=False)
-    udf = mlflow.pyfunc.spark_udf(spark, CHAMPION_URI, env_manager="local", result_type=served_result_type(SCHEMA))
-    served = forms.select(udf(F.struct(*forms.columns)).alias("served")).select("served.*").toArrow().to_pandas()
-    expected = mlflow.pyfunc.load_model(CHAMPION_URI).predict(frame)
-    assert list(served.columns) == [*SCORES_COLUMNS, "reject_reason"]
-    assert len(served) == len(expected) == 30
-    assert served["record_id"].tolist() == expected["record_id"].tolist()
-    assert served["reject_reason"].tolist() == expected["reject_reason"].tolist()
-    rejected = expected["reject_reason"] != ""
-    assert rejected.sum() == 2 and served.loc[rejected, list(SCHEMA.probability_columns)].isna().all().all()
-    np.testing.assert_allclose(
-        served.loc[~rejected, list(SCHEMA.probability_columns)].to_numpy(dtype=float),
-        expected.loc[~rejected, list(SCHEMA.probability_columns)].to_numpy(dtype=float),
-        atol=1e-9,
-    )
-    for column in TEXT_COLUMNS:
-        assert served.loc[~rejected, column].tolist() == expected.loc[~rejected, column].tolist(), column
+    udfs = {
+        explain: mlflow.pyfunc.spark_udf(
+            spark,
+            CHAMPION_URI,
+            env_manager="local",
+            result_type=served_result_type(SCHEMA, explain=explain),
+            params={"explain": True} if explain else None,
+        )
+        for explain in (False, True)
+    }
+    both = forms.select(*(udfs[e](F.struct(*forms.columns)).alias(f"s{int(e)}") for e in (False, True)))
+    both = both.toArrow()
+    pyfunc = mlflow.pyfunc.load_model(CHAMPION_URI)
+    for explain in (False, True):
+        served = pa.Table.from_struct_array(both.column(f"s{int(explain)}").combine_chunks()).to_pandas()
+        expected = pyfunc.predict(frame, params={"explain": True} if explain else None)
+        assert list(served.columns) == [*SCHEMA.output_columns(explain), "reject_reason"]
+        assert len(served) == len(expected) == 30
+        assert served["record_id"].tolist() == expected["record_id"].tolist()
+        assert served["reject_reason"].tolist() == expected["reject_reason"].tolist()
+        rejected = expected["reject_reason"] != ""
+        assert rejected.sum() == 2 and served.loc[rejected, list(SCHEMA.probability_columns)].isna().all().all()
+        np.testing.assert_allclose(
+            served.loc[~rejected, list(SCHEMA.probability_columns)].to_numpy(dtype=float),
+            expected.loc[~rejected, list(SCHEMA.probability_columns)].to_numpy(dtype=float),
+            atol=1e-9,
+        )
+        extra = list(SCHEMA.explain.columns) if explain else []
+        for column in [*TEXT_COLUMNS, *extra]:
+            assert served.loc[~rejected, column].tolist() == expected.loc[~rejected, column].tolist(), column

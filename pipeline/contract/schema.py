@@ -39,6 +39,18 @@ class Cause:
 
 
 @dataclass(frozen=True)
+class Explain:
+    """What `score --explain` adds: its columns, where they go, and how much each cites."""
+
+    columns: tuple[str, ...]
+    before: str
+    reasons_up: int
+    reasons_down: int
+    reasons_separator: str
+    ask_next_max: int
+
+
+@dataclass(frozen=True)
 class Schema:
     """The whole contract: input columns, labels, output and rejects columns."""
 
@@ -58,6 +70,7 @@ class Schema:
     top_conditions_min_probability: float
     list_separator: str
     scores_template: tuple[str, ...]
+    explain: Explain
     rejects_columns: tuple[str, ...]
     rejects_copied_from_input: tuple[str, ...]
     sha256: str
@@ -121,6 +134,13 @@ class Schema:
         }
         return tuple(name for item in self.scores_template for name in expand.get(item, [item]))
 
+    def output_columns(self, explain: bool = False) -> tuple[str, ...]:
+        """The scores file's columns; with `explain`, the explanation columns before `explain.before`."""
+        if not explain:
+            return self.scores_columns
+        at = self.scores_columns.index(self.explain.before)
+        return (*self.scores_columns[:at], *self.explain.columns, *self.scores_columns[at:])
+
     @property
     def text_output_columns(self) -> tuple[str, ...]:
         """The scores columns after the probabilities (top_conditions, triage, ..., model_version)."""
@@ -166,6 +186,17 @@ def load_schema(path: Path = SCHEMA_PATH) -> Schema:
     for needed in (raw["id_column"]["name"], "p_<condition>", "p_cause_<cause>"):
         if template.count(needed) != 1:
             raise ValueError(f"{path}: output.columns must list {needed!r} exactly once")
+    ex = raw["output"]["explain"]
+    explain = Explain(
+        columns=tuple(ex["columns"]),
+        before=ex["before"],
+        reasons_up=int(ex["reasons_up"]),
+        reasons_down=int(ex["reasons_down"]),
+        reasons_separator=ex["reasons_separator"],
+        ask_next_max=int(ex["ask_next_max"]),
+    )
+    if explain.before not in template or set(explain.columns) & set(template):
+        raise ValueError(f"{path}: output.explain.before must be an output column and its columns new ones")
     return Schema(
         version=int(raw["schema_version"]),
         id_column=raw["id_column"]["name"],
@@ -183,6 +214,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> Schema:
         top_conditions_min_probability=float(raw["output"]["top_conditions_min_probability"]),
         list_separator=raw["output"]["list_separator"],
         scores_template=tuple(raw["output"]["columns"]),
+        explain=explain,
         rejects_columns=tuple(raw["rejects"]["columns"]),
         rejects_copied_from_input=tuple(raw["rejects"]["copied_from_input"]),
         sha256=hashlib.sha256(text).hexdigest(),

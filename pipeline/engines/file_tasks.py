@@ -66,7 +66,7 @@ class ScoringJob:
     """Everything a task needs, shipped to the workers once (the model as reviewed skops bytes).
 
     `explainer_factory`, when given, is called once per file with (model, kb); what it returns is
-    passed to `score_chunk` as `explainer=`, and `scores_schema` then names the columns it adds.
+    passed to `score_chunk` as `explainer=` (`score --explain`): the scores get its columns.
     """
 
     files: tuple[str, ...]  # the input files in name order (absolute); a file's index is its position here
@@ -80,8 +80,7 @@ class ScoringJob:
     earlier: dict[int, EarlierUses] = field(default_factory=dict)
     read_options: dict = field(default_factory=dict)
     block_bytes: int = BLOCK_BYTES
-    explainer_factory: Callable | None = None
-    scores_schema: pa.Schema | None = None  # None: the scores file's columns
+    explainer_factory: Callable | None = None  # importable on the workers (pickled by reference)
 
 
 def part_name(index: int, files: int) -> str:
@@ -188,7 +187,7 @@ def score_one_file(job: ScoringJob, index: int) -> list[pa.RecordBatch]:
         model = _model(job)
         extra = {} if job.explainer_factory is None else {"explainer": job.explainer_factory(model, job.kb)}
         with _part_files(*targets) as (scores_path, rejects_path):
-            scores_schema = job.scores_schema or scores_arrow_schema(schema)
+            scores_schema = scores_arrow_schema(schema, explain=job.explainer_factory is not None)
             scores_out = pacsv.CSVWriter(scores_path, scores_schema, write_options=CSV_OPTIONS)
             rejects_out = pacsv.CSVWriter(rejects_path, file_rejects_schema(schema), write_options=CSV_OPTIONS)
             try:

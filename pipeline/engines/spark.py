@@ -70,18 +70,19 @@ class SparkScoreSummary(ScoreSummary):
         return f"{super().line()}; {self.files:,} file(s) on Spark {self.master}"
 
 
-def served_result_type(schema: Schema) -> str:
+def served_result_type(schema: Schema, explain: bool = False) -> str:
     """The `result_type` for `mlflow.pyfunc.spark_udf` on the registered model: the served columns
-    as a struct (probabilities double, null for a rejected row; the rest strings)."""
+    as a struct (probabilities double, null for a rejected row; the rest strings); with `explain`,
+    those of `params={"explain": True}`."""
     probabilities = set(schema.probability_columns)
-    names = [*schema.scores_columns, REJECT_REASON]
+    names = [*schema.output_columns(explain), REJECT_REASON]
     return ", ".join(f"{c} {'double' if c in probabilities else 'string'}" for c in names)
 
 
 def score_spark(
     input_spec: str,
-    output_dir: Path,
-    rejects_dir: Path,
+    output_dir: Path | str,
+    rejects_dir: Path | str,
     model: ScoringModel,
     kb: KnowledgeBase,
     *,
@@ -89,7 +90,6 @@ def score_spark(
     read_options: dict | None = None,
     block_bytes: int = BLOCK_BYTES,
     explainer_factory: Callable | None = None,
-    scores_schema: pa.Schema | None = None,
 ) -> SparkScoreSummary:
     """Score the files `input_spec` names (a file, directory or glob) on Spark into directories of
     CSV part files (`part-NNNNN.csv`, one per input file in name order, each with a header): the
@@ -98,8 +98,9 @@ def score_spark(
     `model` is a loaded model (`tracking.registry.load_model`); it is shipped to the workers as
     reviewed skops bytes. `master`: a Spark master URL (`local[*]` by default, `spark://...`,
     `yarn`, `sc://...` for Spark Connect); with None, an active session or `SPARK_REMOTE` is used
-    first. `read_options` go to the intake path as in `score_file`. `explainer_factory` and
-    `scores_schema`: see `file_tasks.ScoringJob`.
+    first. `read_options` go to the intake path as in `score_file`. `explainer_factory`: a
+    function (model, kb) -> explainer for `score_chunk`, importable on the workers (the CLI's
+    `--explain` passes its own), called once per file; the scores then have its columns.
 
     Raises IntakeFormatError for input that cannot be read as intake forms (no files, a missing
     required column, an undecodable file, output directories that would overwrite something
@@ -139,7 +140,6 @@ def score_spark(
                 read_options=read_options,
                 block_bytes=block_bytes,
                 explainer_factory=explainer_factory,
-                scores_schema=scores_schema,
             )
             results = _run_job(spark, job, files, stages)
     finally:

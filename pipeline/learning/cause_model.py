@@ -134,6 +134,12 @@ class CauseModel(BaseEstimator):
             p[:, n_cond + g] = coherent_cause(stacked, p[:, members])
         return p
 
+    def explanation_problem(self) -> str | None:
+        """Why this model cannot explain its scores exactly (pipeline.learning.explain), or None."""
+        from pipeline.learning.explain import explanation_problem
+
+        return explanation_problem(self)
+
     def attributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Exact per-field attributions of each condition's calibrated logit (pipeline.learning.explain)."""
         from pipeline.learning.explain import logit_attributions

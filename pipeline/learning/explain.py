@@ -61,20 +61,29 @@ def _feature_fields(ct, fields: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
     return np.array(feats), np.array(flds), np.array(shares)
 
 
+def explanation_problem(model) -> str | None:
+    """Why `model` cannot be explained exactly, or None when it can."""
+    classifier = model.base_.named_steps["classifier"]
+    if not (
+        isinstance(classifier, OneVsRestClassifier)
+        and all(isinstance(e, LogisticRegression) for e in classifier.estimators_)
+    ):
+        return "exact explanations are implemented for the logistic family only"
+    if not hasattr(model, "feature_means_"):
+        return "this model was trained before explanations existed: retrain it (make train)"
+    return None
+
+
 def logit_attributions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(attributions (n, conditions, fields), baselines (conditions,)) on the calibrated logit scale.
 
     Per row and condition, baseline + the sum over fields is the calibrated logit (exactly, for
     sigmoid and temperature calibration; up to the monotone map for isotonic).
     """
+    problem = explanation_problem(model)
+    if problem:
+        raise ExplanationUnavailable(problem)
     classifier = model.base_.named_steps["classifier"]
-    if not (
-        isinstance(classifier, OneVsRestClassifier)
-        and all(isinstance(e, LogisticRegression) for e in classifier.estimators_)
-    ):
-        raise ExplanationUnavailable("exact explanations are implemented for the logistic family only")
-    if not hasattr(model, "feature_means_"):
-        raise ExplanationUnavailable("this model was trained before explanations existed: retrain it (make train)")
     n_cond = len(model.output_columns_) - len(model.cause_members_)
     weights = np.column_stack([e.coef_[0] for e in classifier.estimators_[:n_cond]])  # (F, C)
     bias = np.array([e.intercept_[0] for e in classifier.estimators_[:n_cond]])
@@ -91,27 +100,3 @@ def logit_attributions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     intercept = model.calibrator_.intercept_[:n_cond] if model.calibration == "sigmoid" else np.zeros(n_cond)
     baseline = intercept + slope * (bias + model.feature_means_ @ weights)
     return out * slope[None, :, None], baseline
-
-
-def reasons_column(
-    attributions: np.ndarray,
-    answered: np.ndarray,
-    top: list[list[str]],
-    conditions: list[str],
-    fields: list[str],
-    n_up: int = 3,
-) -> list[str]:
-    """Per row, for each top condition: `condition: +field, +field, -field` (answered fields only)."""
-    cond_index = {c: i for i, c in enumerate(conditions)}
-    rows = []
-    for r, names in enumerate(top):
-        parts = []
-        for name in names:
-            a = np.where(answered[r], attributions[r, cond_index[name]], np.nan)
-            order = np.argsort(-np.nan_to_num(a, nan=-np.inf))
-            up = [f"+{fields[k]}" for k in order[:n_up] if a[k] > 0]
-            low = np.nanargmin(a) if np.isfinite(a).any() else None
-            down = [f"-{fields[low]}"] if low is not None and a[low] < 0 else []
-            parts.append(f"{name}: " + ", ".join(up + down))
-        rows.append(" | ".join(parts))
-    return rows

@@ -39,17 +39,26 @@ class ScoringModel(Protocol):
     version: str
 
 
-def score_chunk(typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: str) -> pa.Table:
-    """Scores for valid typed rows, in their order: the columns of the scores file."""
+def score_chunk(typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: str, explainer=None) -> pa.Table:
+    """Scores for valid typed rows, in their order: the columns of the scores file.
+
+    With an `explainer` (pipeline.scoring.explain.Explainer: typed rows and their top conditions
+    in, the explanation columns out), the explanation columns too (`score --explain`).
+    """
     schema = kb.schema
     probs = pd.DataFrame(model.predict_proba(typed), columns=list(schema.probability_columns))
     extra = triage_columns(kb, typed.reset_index(drop=True), probs)
+    if explainer is not None:
+        sep = schema.list_separator
+        top = [t.split(sep) if t else [] for t in extra["top_conditions"].to_pylist()]
+        extra.update(explainer(typed, top))
     arrays = {schema.id_column: neutralize_formulas(pa.array(typed[schema.id_column].to_numpy(), pa.string()), schema)}
     for name in schema.probability_columns:
         arrays[name] = pa.array(np.round(probs[name].to_numpy(), PROBABILITY_DECIMALS))
     arrays.update(extra)
     arrays["model_version"] = pa.array(np.full(len(typed), model_version), pa.string())
-    return pa.Table.from_arrays([arrays[c] for c in schema.scores_columns], schema=scores_arrow_schema(schema))
+    out_schema = scores_arrow_schema(schema, explain=explainer is not None)
+    return pa.Table.from_arrays([arrays[c] for c in out_schema.names], schema=out_schema)
 
 
 @dataclass
@@ -82,10 +91,11 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def scores_arrow_schema(schema: Schema) -> pa.Schema:
+def scores_arrow_schema(schema: Schema, explain: bool = False) -> pa.Schema:
     """The scores file's columns (from the schema): probabilities as numbers, the rest text."""
     probabilities = set(schema.probability_columns)
-    return pa.schema([(c, pa.float64() if c in probabilities else pa.string()) for c in schema.scores_columns])
+    columns = schema.output_columns(explain)
+    return pa.schema([(c, pa.float64() if c in probabilities else pa.string()) for c in columns])
 
 
 def score_file(
@@ -98,6 +108,7 @@ def score_file(
     block_bytes: int = BLOCK_BYTES,
     read_options: dict | None = None,
     observers: tuple = (),
+    explainer=None,
 ) -> ScoreSummary:
     """Stream the input in chunks; write scores and rejects; rename both into place at the end.
 
@@ -105,7 +116,8 @@ def score_file(
     then receives the scores only once the whole input is scored (they are spooled to a temporary
     file first, so a failure writes nothing), and `rejects_path` is required. `read_options` are
     passed to the intake path (delimiter, decimal_comma, encoding). Each of `observers` is called
-    with every validated chunk and its scores table (None when nothing in it was scored).
+    with every validated chunk and its scores table (None when nothing in it was scored). With an
+    `explainer`, the scores carry the explanation columns (see `score_chunk`).
     """
     start = time.perf_counter()
     schema = kb.schema
@@ -124,12 +136,15 @@ def score_file(
         bar = tqdm(unit=" rows", unit_scale=True, desc="score", file=sys.stderr)
     with sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
         tmp_out, tmp_rej = (Path(spool) / "scores.csv" if to_stream else temps[0]), temps[-1]
-        scores_writer = pacsv.CSVWriter(tmp_out, scores_arrow_schema(schema), write_options=CSV_OPTIONS)
+        out_schema = scores_arrow_schema(schema, explain=explainer is not None)
+        scores_writer = pacsv.CSVWriter(tmp_out, out_schema, write_options=CSV_OPTIONS)
         rejects_writer = RejectsWriter(tmp_rej, schema)
         try:
             for chunk in stream:
                 rejects_writer.write(chunk.rejects)
-                scores = score_chunk(chunk.typed, model.model, kb, model.version) if len(chunk.typed) else None
+                scores = None
+                if len(chunk.typed):
+                    scores = score_chunk(chunk.typed, model.model, kb, model.version, explainer)
                 if scores is not None:
                     scores_writer.write_table(scores)
                 for observe in observers:

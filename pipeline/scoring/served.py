@@ -20,8 +20,8 @@ from pipeline.scoring.score import score_chunk
 REJECT_REASON = "reject_reason"
 
 
-def served_columns(kb: KnowledgeBase) -> list[str]:
-    return [*kb.schema.scores_columns, REJECT_REASON]
+def served_columns(kb: KnowledgeBase, explain: bool = False) -> list[str]:
+    return [*kb.schema.output_columns(explain), REJECT_REASON]
 
 
 def reject_reasons(rejects: pd.DataFrame) -> pd.Series:
@@ -33,21 +33,25 @@ def reject_reasons(rejects: pd.DataFrame) -> pd.Series:
     return lines.groupby(rejects["row"].to_numpy(), sort=True).agg(" | ".join)
 
 
-def served_frame(forms: pd.DataFrame, model, kb: KnowledgeBase, version: str) -> pd.DataFrame:
-    """Score a frame of intake forms as the served model does; rows keep their order and index."""
+def served_frame(forms: pd.DataFrame, model, kb: KnowledgeBase, version: str, explainer=None) -> pd.DataFrame:
+    """Score a frame of intake forms as the served model does; rows keep their order and index.
+
+    With an `explainer` (pipeline.scoring.explain), the explanation columns too, as `score --explain`.
+    """
     schema = kb.schema
     frame = forms.reset_index(drop=True)
     if schema.id_column not in {column_key(str(name)) for name in frame.columns}:  # `Record ID` names it too
         frame[schema.id_column] = [f"row-{i + 1}" for i in range(len(frame))]
     n = len(frame)
-    out = pd.DataFrame({c: pd.Series([None] * n, dtype=object) for c in served_columns(kb)})
+    columns = served_columns(kb, explain=explainer is not None)
+    out = pd.DataFrame({c: pd.Series([None] * n, dtype=object) for c in columns})
     out[REJECT_REASON] = ""
     out["model_version"] = version
     for chunk in iter_validated(frame, schema):
         if len(chunk.typed):
-            scores = score_chunk(chunk.typed, model, kb, version).to_pandas()
+            scores = score_chunk(chunk.typed, model, kb, version, explainer).to_pandas()
             positions = chunk.typed.index.to_numpy() - 1
-            for column in schema.scores_columns:
+            for column in scores.columns:
                 out.loc[positions, column] = scores[column].to_numpy(dtype=object)
         if len(chunk.rejects):
             reasons = reject_reasons(chunk.rejects)
