@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	@touch $(STAMP)
 
-setup: $(STAMP) ## build .venv and install the package (editable, with dev extras)
+setup: $(STAMP) ## build .venv and install the package (editable, with the dev and spark extras)
 
 data: $(STAMP) ## generate a synthetic data set (N=, SEED=, POPULATION=, DATA=)
 	$(PY) -m pipeline generate --n $(N) --seed $(SEED) --population $(POPULATION) --out $(DATA)

@@ -297,10 +297,11 @@ extra = {{"rows_scored": s.rows_scored, "master": s.master, "stages": s.stage_se
     )
     print("  of which " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in spark["stages"].items()))
     print(
-        "  reading: on one machine Spark pays for starting a JVM and its Python workers, a first pass\n"
-        "  over the record ids (a repeat across files) and moving tasks through Arrow; its workers\n"
-        "  share this machine's cores with each other and the driver. The point is that the same\n"
-        "  code scales out: with --master on a cluster, the files score in parallel on every executor."
+        "  reading: on one machine Spark pays for starting a JVM, for Python workers that each import\n"
+        "  the package (in the id pass, the first to run), for that pass over the record ids (a repeat\n"
+        "  across files) and for the Arrow hand-offs; its workers share this machine's cores with each\n"
+        "  other and the driver. The point is that the same code scales out: with --master on a\n"
+        "  cluster, the files score in parallel on every executor."
     )
 
 
