@@ -107,6 +107,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, load_model
     from pipeline.tracking.store import configure
 
+    _check_engine(args)
     if args.input == "-" and sys.stdin.isatty():
         raise UserError("--input - reads standard input: pipe or redirect the intake file into it")
     to_stdout = args.output == "-"
@@ -129,6 +130,8 @@ def cmd_score(args: argparse.Namespace) -> None:
         "decimal_comma": True if args.decimal_comma else None,
         "encoding": args.encoding,
     }
+    if args.engine == "spark":
+        return _score_on_spark(args, loaded, kb, uri, read_options)
     output = sys.stdout.buffer if to_stdout else Path(args.output)
     explainer = _explainer(loaded.model, kb) if args.explain else None
     observers, profile = (), None
@@ -172,6 +175,32 @@ def _explainer(model, kb):
         return Explainer(model, kb.schema, AskNext(default_model(), kb.schema.explain.ask_next_max))
     except ExplainError as err:
         raise UserError(str(err)) from None
+
+
+def _score_on_spark(args: argparse.Namespace, loaded, kb, uri: str, read_options: dict) -> None:
+    """`score --engine spark`: the same intake path and scoring per file on Spark, into directories."""
+    from pipeline.engines.spark import SparkSetupError, score_spark
+
+    if args.explain:
+        _explainer(loaded.model, kb)  # here, not on the workers, a model that cannot explain is one line
+    options = {"master": args.master, "read_options": {k: v for k, v in read_options.items() if v}}
+    options["explainer_factory"] = _explainer if args.explain else None
+    try:
+        summary = score_spark(args.input, args.output, args.rejects, loaded, kb, **options)
+    except SparkSetupError as err:
+        raise UserError(str(err)) from None
+    for w in summary.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    where = f"scores -> {args.output}/; rejects -> {args.rejects}/"
+    print(f"{summary.line()}; {where}; model {uri} (version {loaded.version})\n{DISCLAIMER}")
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """The options `--engine spark` needs or refuses, before anything is loaded."""
+    if args.master and args.engine != "spark":
+        raise UserError("--master needs --engine spark")
+    if args.engine == "spark" and (args.output == "-" or not args.rejects or args.report):
+        raise UserError("--engine spark writes directories: give --output DIR and --rejects DIR (no --report)")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -317,6 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH.html",
         help="also write a self-contained page about the batch: rows and rejects, triage and red flags, "
         "causes and conditions, drift against the training population, the model's quality",
+    )
+    sc.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: this process (default); spark: Apache Spark, where --input may be a file, directory or glob "
+        "and --output and --rejects are directories of CSV part files (README, 'Scoring on Apache Spark')",
+    )
+    sc.add_argument(
+        "--master", metavar="URL", help="with --engine spark: the Spark master (default local[*]; or SPARK_REMOTE)"
     )
     sc.set_defaults(func=cmd_score)
 

@@ -29,19 +29,36 @@ class Validated:
 
 
 class SeenIds:
-    """Record ids used so far in a file, with the row of each first use: exact, and compact
-    (Arrow strings and an int64 array rather than a dict of Python strings)."""
+    """Record ids used so far in a source, with the row of each first use: exact, and compact
+    (Arrow strings and an int64 array rather than a dict of Python strings).
+
+    `earlier(ids, rows, places)` starts one that already knows ids first used in other sources
+    (an engine reading many files): a use of one of them is a repeat, and its reason names the
+    place, e.g. `repeated record_id (first used at row 6 of a.csv)`.
+    """
 
     def __init__(self):
         self.ids = pa.array([], pa.string())
         self.rows = np.empty(0, dtype=np.int64)
+        self.places: np.ndarray | None = None  # per id: where it was first used ("" for this source)
 
-    def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """Row of the first use of each id (its own row when new); records the new ones."""
+    @classmethod
+    def earlier(cls, ids, rows, places) -> SeenIds:
+        """Knowing distinct `ids` as first used at `rows` of the sources `places` names."""
+        seen = cls()
+        seen.ids = pc.cast(ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()), pa.string())
+        seen.rows = np.asarray(rows, dtype=np.int64)
+        seen.places = np.asarray(places, dtype=object)
+        return seen
+
+    def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(row of the first use of each id, its own row when new; where, "" for this source, or
+        None when every id known was first used in this source). Records the new ones."""
         first = rows.copy()
+        place = None if self.places is None else np.full(len(rows), "", dtype=object)
         keep = np.flatnonzero(valid)
         if not len(keep):
-            return first
+            return first, place
         chunk_ids = pa.array(ids[keep], pa.string())
         earlier = pc.index_in(chunk_ids, value_set=self.ids).to_numpy(zero_copy_only=False)
         known = ~np.isnan(earlier.astype(float))
@@ -49,10 +66,14 @@ class SeenIds:
         index = np.nan_to_num(earlier.astype(float)).astype(np.int64)
         prior = self.rows[index] if len(self.rows) else np.zeros(len(index), dtype=np.int64)
         first[keep] = np.where(known, prior, within)
+        if place is not None:
+            place[keep] = np.where(known, self.places[index] if len(self.places) else "", "")
         new = ~known & (within == rows[keep])
         self.ids = pa.concat_arrays([self.ids, chunk_ids.filter(pa.array(new))])
         self.rows = np.concatenate([self.rows, rows[keep][new]])
-        return first
+        if self.places is not None:
+            self.places = np.concatenate([self.places, np.full(int(new.sum()), "", dtype=object)])
+        return first, place
 
 
 def empty_rejects(schema: Schema) -> pd.DataFrame:
@@ -123,6 +144,19 @@ def _typed_column(
     return values, bad, reason
 
 
+def _id_cells(table: pa.Table, schema: Schema, names: dict[str, str]) -> tuple[pa.Array, _Column]:
+    """The record_id cells as text, and trimmed with their blanks."""
+    raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
+    return raw_id, _Column(raw_id, pa.array(sorted(schema.missing_markers)))
+
+
+def learn_record_ids(table: pa.Table, rows: np.ndarray, schema: Schema, seen: SeenIds) -> None:
+    """Record the ids of raw cells in `seen` as `validate_table` does, validating nothing else."""
+    _, ids = _id_cells(table, schema, {name.strip(): name for name in table.column_names})
+    text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
+    seen.first_use(text, np.asarray(rows, dtype=np.int64), ~ids.blank)
+
+
 def validate_table(
     table: pa.Table,
     rows: np.ndarray,
@@ -142,8 +176,7 @@ def validate_table(
     markers = pa.array(sorted(schema.missing_markers))
     names = {name.strip(): name for name in table.column_names}
 
-    raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
-    ids = _Column(raw_id, markers)
+    raw_id, ids = _id_cells(table, schema, names)
     id_text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
     id_len = pc.utf8_length(ids.text).to_numpy(zero_copy_only=False)
     raw_id_np = np.asarray(raw_id.to_numpy(zero_copy_only=False), dtype=object)
@@ -174,9 +207,14 @@ def validate_table(
         raw_id_np,
         f"record_id is longer than {schema.id_max_length} characters",
     )
-    first_row = first_seen.first_use(id_text, rows, ~id_blank)
+    first_row, first_place = first_seen.first_use(id_text, rows, ~id_blank)
     repeated = ~id_blank & (first_row != rows)
-    repeat_reason = np.array([f"repeated record_id (first used at row {r})" for r in first_row], dtype=object)
+    if first_place is not None:  # ids first used in another source: a repeat whatever the row
+        repeated |= ~id_blank & (first_place != "")
+    repeat_reason = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(repeated):
+        of = f" of {first_place[i]}" if first_place is not None and first_place[i] else ""
+        repeat_reason[i] = f"repeated record_id (first used at row {first_row[i]}{of})"
     add(repeated, schema.id_column, raw_id_np, repeat_reason)
     bad_rows |= id_blank | too_long | repeated
 
