@@ -10,7 +10,7 @@ import pytest
 from reference_generator import reference_columns
 
 from pipeline.world.network import default_model, noisy_or_absent
-from pipeline.world.sampling import _present_patterns, raw_columns, sample_cells, sample_columns
+from pipeline.world.sampling import Workspace, _present_patterns, raw_columns, sample_cells, sample_columns
 
 
 def assert_same_columns(got: dict, want: dict) -> None:
@@ -63,3 +63,16 @@ def test_cells_are_compact_and_raw_columns_follow_the_frames_convention(model):
     sex, smoker = schema.column("sex"), "diabetes"
     assert raw[sex.name].dtype == np.int64 and (raw[sex.name] == cells[sex.name]).all()
     assert np.array_equal(np.isnan(raw[smoker]), cells[smoker] < 0)
+
+
+def test_a_reused_workspace_changes_nothing_and_is_not_shared_with_the_cells(model):
+    """A thread passes its workspace from chunk to chunk: cells equal those sampled afresh, and a
+    later chunk does not overwrite an earlier one's cells."""
+    workspace = Workspace()
+    first = sample_cells(model, 4000, np.random.default_rng(7), workspace=workspace)
+    kept = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in first.items()}
+    second = sample_cells(model, 4000, np.random.default_rng(8), workspace=workspace)
+    assert_same_columns(first, kept)
+    assert_same_columns(second, sample_cells(model, 4000, np.random.default_rng(8)))
+    smaller = sample_cells(model, 300, np.random.default_rng(9), workspace=workspace)
+    assert_same_columns(smaller, sample_cells(model, 300, np.random.default_rng(9)))

@@ -8,6 +8,7 @@ full chunks (k x 100,000 rows) are the same for every N that covers them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,15 +24,15 @@ from pipeline.intake.frames import frame_from_columns
 from pipeline.intake.outputs import atomic_paths
 from pipeline.world.csv_text import CsvText
 from pipeline.world.network import CompiledModel
-from pipeline.world.sampling import raw_columns, sample_cells
+from pipeline.world.sampling import Workspace, raw_columns, sample_cells
 from pipeline.world.versions import generator_version
 
 CHUNK_ROWS = 100_000
 
 
-def _chunk_cells(model: CompiledModel, seed: int, index: int, start: int, size: int) -> dict:
+def _chunk_cells(model: CompiledModel, seed: int, index: int, start: int, size: int, ws: Workspace | None = None):
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    return sample_cells(model, size, rng, first_id=start + 1, id_prefix=f"syn{seed}")
+    return sample_cells(model, size, rng, first_id=start + 1, id_prefix=f"syn{seed}", workspace=ws)
 
 
 def generate_column_chunks(
@@ -50,9 +51,13 @@ def generate_column_chunks(
     `workers + 1` chunks are held at once. BLAS runs one thread per call until the iterator ends.
     """
 
+    scratch = threading.local()  # one workspace per sampling thread
+
     def job(i: int) -> object:
+        if not hasattr(scratch, "workspace"):
+            scratch.workspace = Workspace()
         start = i * chunk_rows
-        cells = _chunk_cells(model, seed, i, start, min(chunk_rows, n - start))
+        cells = _chunk_cells(model, seed, i, start, min(chunk_rows, n - start), scratch.workspace)
         return transform(cells) if transform else cells
 
     n_chunks = -(-n // chunk_rows)

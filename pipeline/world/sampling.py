@@ -25,6 +25,20 @@ BLOCK_ROWS = 8192  # rows of condition logits held at once
 MAX_PATTERN_BITS = 22  # up to this many conditions, distinct sets are found through a 2^C table
 
 
+class Workspace:
+    """Scratch arrays one thread reuses from chunk to chunk: fresh pages cost more than the arithmetic."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def array(self, name: str, shape: tuple[int, ...], dtype=np.float64, order: str = "C") -> np.ndarray:
+        """An uninitialised array: the same memory each time `name` is asked for with the same shape."""
+        a = self._arrays.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype or not a.flags[f"{order}_CONTIGUOUS"]:
+            a = self._arrays[name] = np.empty(shape, dtype=dtype, order=order)
+        return a
+
+
 def _round_to_step(x: np.ndarray, step: float) -> np.ndarray:
     """Round to a multiple of step so the value prints as its short decimal."""
     if step >= 1:
@@ -84,24 +98,27 @@ def _present_patterns(present: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return patterns.astype(bool), position[keys]
 
 
-def _switched_on(rng: np.random.Generator, patterns: np.ndarray, index: np.ndarray, leak, link) -> np.ndarray:
+def _switched_on(rng: np.random.Generator, ws: Workspace, name: str, patterns, index, leak, link) -> np.ndarray:
     """(K, n) noisy-OR outcomes, one row of draws each: on where the draw is at least P(absent | conditions)."""
     absent = np.ascontiguousarray(noisy_or_absent(patterns, leak, link).T)  # (K, U), once per pattern
-    on, uniform = np.empty((len(absent), len(index)), dtype=bool), np.empty(len(index))
+    on, uniform = ws.array(name, (len(absent), len(index)), bool), ws.array("uniform", (len(index),))
     for k, row in enumerate(absent):
         np.greater_equal(rng.random(out=uniform), row[index], out=on[k])
     return on
 
 
-def _parents(model: CompiledModel, rng: np.random.Generator, n: int, cols: dict) -> tuple[np.ndarray, list]:
+def _parents(model: CompiledModel, rng: np.random.Generator, n: int, ws: Workspace, cols: dict) -> tuple:
     """Age, person fields and risk factors in order; returns the design matrix and each one's codes."""
     kb, pop = model.kb, model.population
-    uniform = np.empty(n)  # one buffer for each field's draws
+    uniform = ws.array("uniform", (n,))  # one buffer for each field's draws
     age = _numeric_field(rng.random(out=uniform), pop.numeric["age"])
     cols["age"] = age
     codes = []
-    x = np.zeros((n, len(model.feature_names)), order="F")  # column-major: fast column writes
+    x = ws.array("x", (n, len(model.feature_names)), order="F")  # column-major: fast column writes
+    x.fill(0.0)
     x[:, 0] = (age - 50.0) / 10.0
+    # A risk factor's features, copied next to each other as x[:, used] would be (the same BLAS call).
+    used_x = ws.array("used_x", (n, int(np.count_nonzero(model.risk_weights, axis=0).max(initial=0))), order="F")
     for v, var in enumerate(model.parent_vars):
         rng.random(out=uniform)
         if var.kind == "band":
@@ -113,7 +130,9 @@ def _parents(model: CompiledModel, rng: np.random.Generator, n: int, cols: dict)
         else:
             weights = model.risk_weights[:, var.risk_index]
             used = np.flatnonzero(weights)
-            logit = x[:, used] @ weights[used] + model.risk_bias[var.risk_index]
+            for j, f in enumerate(used):
+                used_x[:, j] = x[:, f]
+            logit = used_x[:, : len(used)] @ weights[used] + model.risk_bias[var.risk_index]
             code = (uniform < expit(logit)).astype(np.int64)
         model.set_features(x, v, code)
         codes.append(code)
@@ -122,12 +141,12 @@ def _parents(model: CompiledModel, rng: np.random.Generator, n: int, cols: dict)
     return x, codes
 
 
-def _conditions(model: CompiledModel, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+def _conditions(model: CompiledModel, rng: np.random.Generator, x: np.ndarray, ws: Workspace) -> np.ndarray:
     """(n, C) true conditions, logistic in the person fields and risk factors.
 
     In blocks of rows (each row's logits are the same whatever the block): the same draws as one
     (n, C) call, and no (n, C) float arrays, whose fresh pages cost more than the arithmetic."""
-    present = np.empty((len(x), model.n_conditions), dtype=bool)
+    present = ws.array("present", (len(x), model.n_conditions), bool)
     for start in range(0, len(x), BLOCK_ROWS):
         rows = slice(start, start + BLOCK_ROWS)
         p = expit(model.condition_logits(x[rows]))
@@ -157,26 +176,37 @@ def _record_ids(first_id: int, n: int, id_prefix: str) -> pa.Array:
 
 
 def sample_cells(
-    model: CompiledModel, n: int, rng: np.random.Generator, first_id: int = 1, id_prefix: str = "syn"
+    model: CompiledModel,
+    n: int,
+    rng: np.random.Generator,
+    first_id: int = 1,
+    id_prefix: str = "syn",
+    workspace: Workspace | None = None,
 ) -> dict[str, object]:
     """n synthetic intake rows with their label_<condition> columns, as compact cells: the record id
     (Arrow strings), int8 codes for categories and yes/no (no=0, yes=1; -1 blank), float64 for
-    integers and numbers (NaN blank), int8 labels. `raw_columns` turns them into raw columns."""
+    integers and numbers (NaN blank), int8 labels. `raw_columns` turns them into raw columns.
+    The cells never share memory with `workspace`, which a thread may pass again for its next chunk."""
+    ws = workspace or Workspace()
     schema, parent_labs = model.kb.schema, model.parent_labs
     cols: dict[str, object] = {}
-    x, codes = _parents(model, rng, n, cols)
-    present = _conditions(model, rng, x)
+    x, codes = _parents(model, rng, n, ws, cols)
+    present = _conditions(model, rng, x, ws)
     patterns, index = _present_patterns(present)
-    finding_on = _switched_on(rng, patterns, index, model.finding_leak, model.finding_link)
+    finding_on = _switched_on(rng, ws, "findings", patterns, index, model.finding_leak, model.finding_link)
     _findings(model, finding_on, rng, cols)
-    lab_abnormal = _switched_on(rng, patterns, index, model.lab_leak, model.lab_link)
-    u_values = [rng.random(n) for _ in range(len(model.labs) + len(parent_labs))]
-    uniform = np.empty(n)
-    blank = {col.name: rng.random(out=uniform) < model.kb.blank_rates[col.name] for col in schema.columns}
+    lab_abnormal = _switched_on(rng, ws, "labs", patterns, index, model.lab_leak, model.lab_link)
+    lab_draws = ws.array("lab_draws", (len(model.labs) + len(parent_labs), n))
+    for row in lab_draws:
+        rng.random(out=row)
+    blank_rows, uniform = ws.array("blank", (len(schema.columns), n), bool), ws.array("uniform", (n,))
+    for k, col in enumerate(schema.columns):
+        np.less(rng.random(out=uniform), model.kb.blank_rates[col.name], out=blank_rows[k])
+    blank = {col.name: blank_rows[k] for k, col in enumerate(schema.columns)}
 
     labs = (*model.labs, *parent_labs)
     abnormal = [*lab_abnormal, *(codes[model.var_index(lab.parent)] == 1 for lab in parent_labs)]
-    for lab, draws, abnormal_here in zip(labs, u_values, abnormal, strict=True):
+    for lab, draws, abnormal_here in zip(labs, lab_draws, abnormal, strict=True):
         col, kept = schema.column(lab.name), np.flatnonzero(~blank[lab.name])
         cols[lab.name] = np.full(n, np.nan)  # a blank lab's value is never computed
         cols[lab.name][kept] = _lab_values(draws[kept], lab, abnormal_here[kept], col.min, col.max)
