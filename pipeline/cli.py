@@ -98,14 +98,11 @@ def cmd_experiments(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from mlflow.exceptions import MlflowException
-
     from pipeline.contract.loader import default_knowledge_base
     from pipeline.intake.outputs import default_rejects_path
     from pipeline.scoring.score import score_file
     from pipeline.tracking.persistence import UntrustedModelError
-    from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, load_model
-    from pipeline.tracking.store import configure
+    from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, ModelUnavailableError, load_for_scoring
 
     _check_engine(args)
     if args.input == "-" and sys.stdin.isatty():
@@ -118,11 +115,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     uri = args.model or CHAMPION_URI
     if Path(uri).exists():
         uri = str(Path(uri).resolve())
-    configure()
-    try:
-        loaded = load_model(uri, kb.schema)
-    except MlflowException as err:
-        raise UserError(f"cannot load model {uri}: {str(err).splitlines()[0]} (train one with `make train`)") from None
+    try:  # explanations and Spark (which ships the reviewed model file) need the whole model
+        loaded = load_for_scoring(uri, kb.schema, full=args.explain or args.engine == "spark")
+    except ModelUnavailableError as err:
+        raise UserError(f"cannot load model {uri}: {err} (train one with `make train`)") from None
     except (ModelMismatchError, UntrustedModelError, OSError) as err:
         raise UserError(str(err)) from None
     read_options = {

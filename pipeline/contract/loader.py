@@ -16,7 +16,7 @@ import yaml
 from pipeline.contract import _kb_care, _kb_network, _kb_population
 from pipeline.contract._kb_reader import TOP_KEYS, Reader
 from pipeline.contract.knowledge import KnowledgeBase, KnowledgeBaseError, person_factor_names
-from pipeline.contract.schema import DATA_DIR, Schema, default_schema
+from pipeline.contract.schema import DATA_DIR, SAFE_LOADER, Schema, default_schema
 
 KB_PATH = DATA_DIR / "knowledge_base.yaml"
 SUPPORTED_SCHEMA_VERSIONS = (1,)
@@ -26,7 +26,7 @@ def parse_knowledge_base(text: bytes | str, schema: Schema | None = None) -> Kno
     """Parse and validate knowledge-base YAML text."""
     schema = schema or default_schema()
     data = text.encode() if isinstance(text, str) else text
-    raw = yaml.safe_load(data)
+    raw = yaml.load(data, Loader=SAFE_LOADER)
     if not isinstance(raw, dict):
         raise KnowledgeBaseError("knowledge base: the file is not a YAML mapping")
     r = Reader(raw, schema)

@@ -10,6 +10,7 @@ from sklearn.isotonic import IsotonicRegression
 from pipeline.learning.metrics import EPS, calibration_slope_intercept
 
 METHODS = ("sigmoid", "isotonic", "temperature", "none")
+CAUSE_CLIP = 1e-9  # probabilities are held this far from 0 and 1 before a cause's stacked logits
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

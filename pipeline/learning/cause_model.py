@@ -17,7 +17,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 
 from pipeline.contract.schema import Schema
-from pipeline.learning.calibration import LabelCalibrator
+from pipeline.learning.calibration import CAUSE_CLIP, LabelCalibrator
 from pipeline.learning.families import family
 from pipeline.learning.features import feature_transformer
 
@@ -101,10 +101,10 @@ class CauseModel(BaseEstimator):
     def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
         """Per cause: logit of its own calibrated score and of 1 - prod(1 - p_condition)."""
         n_cond = len(self.output_columns_) - len(self.cause_members_)
-        clipped = np.clip(p, 1e-9, 1 - 1e-9)
+        clipped = np.clip(p, CAUSE_CLIP, 1 - CAUSE_CLIP)
         out = []
         for g, members in enumerate(self.cause_members_):
-            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), 1e-9, 1 - 1e-9)
+            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), CAUSE_CLIP, 1 - CAUSE_CLIP)
             own = clipped[:, n_cond + g]
             out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
         return out
@@ -145,6 +145,13 @@ class CauseModel(BaseEstimator):
         from pipeline.learning.explain import logit_attributions
 
         return logit_attributions(self, X)
+
+    def compact_form(self):
+        """This model in the compact scoring form (pipeline.scoring.compact); CompactUnsupported
+        (a ValueError) for a family or calibration it cannot reproduce."""
+        from pipeline.learning.compact_export import compact_form
+
+        return compact_form(self)
 
     def predict_frame(self, X: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(self.predict_proba(X), columns=self.output_columns_, index=X.index)

@@ -17,6 +17,10 @@ class ModelMismatchError(ValueError):
     """The model was made for another schema version or label set."""
 
 
+class ModelUnavailableError(ValueError):
+    """MLflow cannot find or load the model (no such name, alias or version, or no registry)."""
+
+
 @dataclass
 class LoadedModel:
     """A logged model ready to score: the estimator inside the pyfunc, and its registry version."""
@@ -81,6 +85,65 @@ def check_compatible(meta: dict, uri: str, schema: Schema) -> None:
         raise ModelMismatchError(
             f"model {uri} predicts another label set (missing {missing or 'none'}, extra {extra or 'none'})"
         )
+
+
+def _mlmodel(directory: Path) -> dict:
+    import yaml
+
+    from pipeline.contract.schema import SAFE_LOADER
+
+    return yaml.load((directory / "MLmodel").read_text(), Loader=SAFE_LOADER) or {}
+
+
+def _compact(uri: str, schema: Schema) -> LoadedModel | None:
+    """The model's compact scoring form, found and read without MLflow; None when there is none (a model
+    logged before the form existed, another family) or the registry cannot be read directly."""
+    from pipeline.scoring.compact import CompactFormError, CompactModel
+    from pipeline.tracking import sqlite_registry
+
+    if uri.startswith("models:/"):
+        found = sqlite_registry.resolve(uri)
+        if found is None:
+            return None
+        directory, version, run_id = found.directory, found.version, found.run_id
+    elif (Path(uri) / "MLmodel").is_file():
+        directory, version, run_id = Path(uri), None, ""
+    else:
+        return None
+    spec = _mlmodel(directory)
+    check_compatible(spec.get("metadata") or {}, uri, schema)
+    artifacts = ((spec.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
+    if "scoring" not in artifacts:
+        return None
+    if version is None:  # a local copy: the registry version of the run that logged it, as the pyfunc says
+        run_id = str(spec.get("run_id") or "")
+        version = sqlite_registry.version_of_run(REGISTERED_MODEL, run_id) if run_id else "unknown"
+        if version is None:
+            return None
+        version = version or f"run-{run_id[:8]}"
+    try:
+        compact = CompactModel.load(directory / artifacts["scoring"]["path"])
+    except CompactFormError:
+        return None
+    return LoadedModel(compact, version, uri, run_id)
+
+
+def load_for_scoring(uri: str, schema: Schema, full: bool = False) -> LoadedModel:
+    """The model to score with: its compact form when it has one (no MLflow, skops or scikit-learn
+    imported), else, or with `full` (explanations need the whole model), the model as MLflow loads it."""
+    if not full:
+        compact = _compact(uri, schema)
+        if compact is not None:
+            return compact
+    from mlflow.exceptions import MlflowException
+
+    from pipeline.tracking.store import configure
+
+    try:
+        configure()
+        return load_model(uri, schema)
+    except MlflowException as err:
+        raise ModelUnavailableError(str(err).splitlines()[0]) from None
 
 
 def load_model(uri: str, schema: Schema) -> LoadedModel:

@@ -1,0 +1,246 @@
+"""The compact scoring form of a logistic cause model: exactly what scoring needs, in one .npz.
+
+At registration (pipeline.tracking.model_logging) a logistic CauseModel is also written in this
+form beside the MLflow pyfunc, after checking that it reproduces the model's probabilities. The
+batch scorer loads it with numpy alone (no MLflow, skops or scikit-learn), so a small file
+scores in about the time it takes to import pandas and pyarrow. The pyfunc stays the source of
+truth; `score --explain` and other families use the full model.
+
+Every step repeats the fitted pipeline's arithmetic in the same order and on arrays of the same
+layout (imputation, missing indicators, standard scaling, log1p, one-hot levels, the cubic
+B-spline basis by de Boor's recursion as scipy evaluates it, yes/no products, one matrix
+product, Platt or temperature calibration, the causes' logistic stack and coherence), so the
+features are bit for bit the pipeline's and the probabilities agree to rounding error at most
+(tests/test_compact.py checks both).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+FORMAT = "leg-fatigue-compact-scoring"
+FORMAT_VERSION = 1
+
+
+class CompactFormError(ValueError):
+    """A compact scoring file that this code cannot read (another format or version, or damaged)."""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One group of feature columns, in the fitted ColumnTransformer's order."""
+
+    kind: str  # "impute" (values, missing indicators, optional scaling), "one_hot", "spline" or "products"
+    columns: tuple[str, ...]
+    width: int  # how many features it makes
+    log: bool = False  # log1p of the value clipped at 0 first (labs such as ferritin)
+    indicators: tuple[int, ...] = ()  # impute: the columns that get a missing indicator
+    scale: bool = False  # impute: standardised afterwards (values and indicators)
+    categories: tuple[tuple[str, ...], ...] = ()  # one_hot: each column's levels, `blank` among them
+    degree: int = 0  # spline
+    pairs: tuple[tuple[str, str], ...] = ()  # products
+
+
+def _save_text(value: dict) -> np.ndarray:
+    return np.array(json.dumps(value, sort_keys=True))
+
+
+class CompactModel:
+    """Calibrated probabilities of the conditions and causes from a typed intake frame, numpy only."""
+
+    def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
+        self.spec, self.arrays = spec, arrays
+        self.blocks = [
+            Block(
+                kind=b["kind"],
+                columns=tuple(b["columns"]),
+                width=int(b["width"]),
+                log=bool(b.get("log", False)),
+                indicators=tuple(b.get("indicators", ())),
+                scale=bool(b.get("scale", False)),
+                categories=tuple(tuple(c) for c in b.get("categories", ())),
+                degree=int(b.get("degree", 0)),
+                pairs=tuple(tuple(p) for p in b.get("pairs", ())),
+            )
+            for b in spec["blocks"]
+        ]
+        self.output_columns_ = list(spec["outputs"])
+        self.cause_members_ = [list(m) for m in spec["cause_members"]]
+        self.calibration = spec["calibration"]
+        self.eps, self.cause_clip = float(spec["calibration_eps"]), float(spec["cause_clip"])
+        self.n_features = sum(b.width for b in self.blocks)
+        self.numeric_columns = list(
+            dict.fromkeys(
+                name
+                for b in self.blocks
+                if b.kind != "one_hot"
+                for name in (b.columns if b.kind != "products" else [n for p in b.pairs for n in p])
+            )
+        )
+        self.weights = np.ascontiguousarray(arrays["weights"], dtype=np.float64)
+        self.bias = np.asarray(arrays["bias"], dtype=np.float64)
+        if self.weights.shape != (self.n_features, len(self.output_columns_)):
+            raise CompactFormError(f"weights of shape {self.weights.shape} do not fit {self.n_features} features")
+
+    # ------------------------------------------------------------------------------ file form
+
+    def save(self, path: Path) -> Path:
+        spec = {**self.spec, "format": FORMAT, "version": FORMAT_VERSION}
+        np.savez(path, spec=_save_text(spec), **self.arrays)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Path) -> CompactModel:
+        """Read a compact scoring file (no pickle: plain arrays and a JSON description)."""
+        try:
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            spec = json.loads(str(arrays.pop("spec")))
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+            raise CompactFormError(f"{path}: not a compact scoring file ({err})") from None
+        if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
+            raise CompactFormError(f"{path}: format {spec.get('format')!r} version {spec.get('version')!r}")
+        return cls(spec, arrays)
+
+    # ------------------------------------------------------------------------------- features
+
+    def features(self, typed: pd.DataFrame) -> np.ndarray:
+        """(n, features) float64, C order: the fitted ColumnTransformer's output, bit for bit."""
+        n = len(typed)
+        values = {name: typed[name].to_numpy(dtype=np.float64) for name in self.numeric_columns}
+        out = np.empty((n, self.n_features), dtype=np.float64)
+        start = 0
+        for i, block in enumerate(self.blocks):
+            view = out[:, start : start + block.width]
+            if block.kind == "impute":
+                self._impute(i, block, values, view)
+            elif block.kind == "one_hot":
+                _one_hot(block, typed, view)
+            elif block.kind == "spline":
+                self._spline(i, block, values, view)
+            else:
+                _products(block, values, view)
+            start += block.width
+        return out
+
+    def _values(self, i: int, block: Block, values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The block's columns as an (n, k) float64 array, log-scaled and imputed as fitted."""
+        x = np.column_stack([values[name] for name in block.columns])
+        if block.log:
+            x = np.log1p(np.clip(x, 0, None))
+        missing = np.isnan(x)
+        return np.where(missing, self.arrays[f"b{i}_fill"], x), missing
+
+    def _impute(self, i: int, block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
+        imputed, missing = self._values(i, block, values)
+        k = len(block.columns)
+        view[:, :k] = imputed
+        view[:, k:] = missing[:, list(block.indicators)]
+        if block.scale:
+            view -= self.arrays[f"b{i}_mean"]
+            view /= self.arrays[f"b{i}_scale"]
+
+    def _spline(self, i: int, block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
+        """Each column's B-spline basis; constant beyond the knots' range (SplineTransformer, `constant`)."""
+        x, _ = self._values(i, block, values)
+        knots, k = self.arrays[f"b{i}_knots"], block.degree
+        n, width = x.shape[0], view.shape[1]
+        per = knots.shape[1] - k - 1  # basis functions per column
+        low, high = knots[:, k], knots[:, -k - 1]
+        rows, cols = np.nonzero((low <= x) & (x <= high))
+        basis, first = _bspline_basis(knots[cols], k, x[rows, cols])
+        out = np.zeros((n, width))
+        out.reshape(-1)[(rows * width + cols * per + first)[:, None] + np.arange(k + 1)] = basis
+        per_column = out.reshape(n, -1, per)
+        rows, cols = np.nonzero(x < low)
+        per_column[rows, cols, :k] = self.arrays[f"b{i}_fmin"][cols, :k]
+        rows, cols = np.nonzero(x > high)
+        per_column[rows, cols, per - k :] = self.arrays[f"b{i}_fmax"][cols, per - k :]
+        view[:] = out
+
+    # ---------------------------------------------------------------------------- probabilities
+
+    def predict_uncalibrated(self, typed: pd.DataFrame) -> np.ndarray:
+        return expit(self.features(typed) @ self.weights + self.bias)
+
+    def _calibrated(self, raw: np.ndarray) -> np.ndarray:
+        if self.calibration == "none":
+            return raw
+        p = np.clip(raw, self.eps, 1 - self.eps)
+        logit = np.log(p) - np.log1p(-p)
+        return expit(self.arrays["cal_intercept"] + self.arrays["cal_slope"] * logit)
+
+    def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        clip = self.cause_clip
+        clipped = np.clip(p, clip, 1 - clip)
+        out = []
+        for g, members in enumerate(self.cause_members_):
+            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), clip, 1 - clip)
+            own = clipped[:, n_cond + g]
+            out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
+        return out
+
+    def predict_proba(self, typed: pd.DataFrame) -> np.ndarray:
+        """(n, conditions + causes) calibrated probabilities, each cause held between its likeliest
+        condition and the sum of its conditions (as pipeline.learning.cause_model.CauseModel)."""
+        p = np.clip(self._calibrated(self.predict_uncalibrated(typed)), 0.0, 1.0)
+        n_cond = len(self.output_columns_) - len(self.cause_members_)
+        coef, intercept = self.arrays["cause_coef"], self.arrays["cause_intercept"]
+        for g, (members, inputs) in enumerate(zip(self.cause_members_, self._cause_inputs(p), strict=True)):
+            stacked = expit((inputs @ coef[g : g + 1].T + intercept[g : g + 1]).reshape(-1))
+            conditions = p[:, members]
+            low, high = conditions.max(axis=1), np.minimum(1.0, conditions.sum(axis=1))
+            p[:, n_cond + g] = np.clip(stacked, low, high)
+        return p
+
+
+def _one_hot(block: Block, typed: pd.DataFrame, view: np.ndarray) -> None:
+    view[:] = 0.0
+    start = 0
+    for name, levels in zip(block.columns, block.categories, strict=True):
+        column = typed[name]
+        known = list(column.cat.categories)
+        # the encoder's position of each typed category, and of a blank (the `blank` level)
+        position = np.array([levels.index(c) if c in levels else -1 for c in known] + [levels.index("blank")])
+        codes = column.cat.codes.to_numpy()
+        at = position[np.where(codes < 0, len(known), codes)]
+        rows = np.flatnonzero(at >= 0)
+        view[rows, start + at[rows]] = 1.0
+        start += len(levels)
+
+
+def _products(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
+    """Products of yes/no pairs, a blank counting as no (pipeline.learning.features.interaction_products)."""
+    names = list(dict.fromkeys(name for pair in block.pairs for name in pair))
+    index = {name: i for i, name in enumerate(names)}
+    x = np.nan_to_num(np.column_stack([values[name] for name in names]))
+    np.multiply(x[:, [index[a] for a, _ in block.pairs]], x[:, [index[b] for _, b in block.pairs]], out=view)
+
+
+def _bspline_basis(t: np.ndarray, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The k+1 non-zero B-spline basis values at each x, and the index of the first of them; row i of
+    `t` holds the knots for x[i], and x lies within [t[k], t[-k-1]]. De Boor's recursion in the
+    order scipy's `_deBoor_D` computes it, so the values are scipy's to the last bit."""
+    n_basis = t.shape[1] - k - 1
+    ell = np.clip((x[:, None] >= t).sum(axis=1) - 1, k, n_basis - 1)  # t[ell] <= x < t[ell + 1]
+    knot = np.take_along_axis
+    h = [np.ones(len(x))] + [np.zeros(len(x)) for _ in range(k)]
+    for j in range(1, k + 1):
+        hh = h[:j]  # the values of the previous degree (h's entries are replaced, never changed in place)
+        h = [np.zeros(len(x)), *h[1:]]
+        for m in range(1, j + 1):
+            xb = knot(t, (ell + m)[:, None], axis=1)[:, 0]
+            xa = knot(t, (ell + m - j)[:, None], axis=1)[:, 0]
+            same = xb == xa
+            w = hh[m - 1] / np.where(same, 1.0, xb - xa)
+            h[m - 1] = np.where(same, h[m - 1], h[m - 1] + w * (xb - x))
+            h[m] = np.where(same, 0.0, w * (x - xa))
+    return np.column_stack(h), ell - k

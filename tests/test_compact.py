@@ -1,0 +1,132 @@
+"""The compact scoring form (pipeline/scoring/compact.py) reproduces the fitted pipeline: the
+features bit for bit, the probabilities to 1e-9 (and in fact exactly), on dense, sparse and
+out-of-range forms, for each calibration it supports; and a model it cannot reproduce has none."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import SCHEMA
+
+from pipeline.contract.loader import default_knowledge_base
+from pipeline.learning.cause_model import targets
+from pipeline.learning.compact_export import CompactUnsupported
+from pipeline.learning.config import load_experiment
+from pipeline.learning.splits import load_split
+from pipeline.learning.train import build_model
+from pipeline.scoring.compact import CompactFormError, CompactModel
+from pipeline.tracking.model_logging import compact_scoring_file
+from pipeline.world.generate import generate_frame
+from pipeline.world.network import compile_model, default_model
+
+
+@pytest.fixture(scope="module")
+def forms() -> pd.DataFrame:
+    """Typed forms: two populations, then the same with half the fields blank and numbers at their bounds
+    (beyond the range the splines saw in training), and a few all-blank forms."""
+    kb = default_knowledge_base()
+    older = compile_model(kb, "older_cardiometabolic")
+    dense = pd.concat([generate_frame(default_model(), 3000, 31), generate_frame(older, 1000, 32)], ignore_index=True)
+    sparse = dense.copy()
+    rng = np.random.default_rng(33)
+    for col in SCHEMA.columns:
+        if col.required:
+            continue
+        sparse.loc[rng.random(len(sparse)) < 0.5, col.name] = np.nan
+        if col.kind in ("integer", "number"):
+            extreme = rng.random(len(sparse)) < 0.1
+            sparse.loc[extreme, col.name] = rng.choice([col.min, col.max], int(extreme.sum()))
+    blank = dense.head(5).copy()
+    for col in SCHEMA.columns:
+        if not col.required:
+            blank[col.name] = pd.Series([np.nan] * 5, dtype=blank[col.name].dtype)
+    return pd.concat([dense, sparse, blank], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def small_models() -> dict[str, object]:
+    """The smoke experiment's model fitted with each calibration the compact form supports."""
+    kb = default_knowledge_base()
+    d = load_experiment("smoke").data
+    train, _, _ = load_split(kb, "train", d.population, d.n_train, d.seed)
+    cal, _, _ = load_split(kb, "calibration", d.population, d.n_calibration, d.seed)
+    models = {}
+    for calibration in ("temperature", "none"):
+        config = dataclasses.replace(load_experiment("smoke"), calibration=calibration)
+        models[calibration] = build_model(config, kb).fit(
+            train, targets(train, SCHEMA), cal, targets(cal, SCHEMA), schema=SCHEMA
+        )
+    return models
+
+
+def round_trip(model, tmp_path) -> CompactModel:
+    return CompactModel.load(model.compact_form().save(tmp_path / "scoring.npz"))
+
+
+def test_features_are_the_pipelines_bit_for_bit(quick_model, forms, tmp_path):
+    compact = round_trip(quick_model, tmp_path)
+    expected = np.asarray(quick_model.base_.named_steps["features"].transform(forms), dtype=float)
+    got = compact.features(forms)
+    assert got.shape == expected.shape and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("step", [None, 1000, 37, 1])
+def test_probabilities_are_the_models_in_chunks_of_any_size(quick_model, forms, tmp_path, step):
+    compact = round_trip(quick_model, tmp_path)
+    step = step or len(forms)
+    head = forms.head(200 if step == 1 else len(forms))
+    expected = np.concatenate([quick_model.predict_proba(head.iloc[i : i + step]) for i in range(0, len(head), step)])
+    got = np.concatenate([compact.predict_proba(head.iloc[i : i + step]) for i in range(0, len(head), step)])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(got, expected)  # the same arithmetic on the same layouts
+
+
+@pytest.mark.parametrize("calibration", ["temperature", "none"])
+def test_other_calibrations_are_reproduced(small_models, forms, tmp_path, calibration):
+    model = small_models[calibration]
+    compact = round_trip(model, tmp_path)
+    np.testing.assert_allclose(compact.predict_proba(forms), model.predict_proba(forms), rtol=0, atol=1e-9)
+
+
+def test_a_model_the_form_cannot_reproduce_has_none(quick_model, forms, tmp_path):
+    isotonic = copy.copy(quick_model)
+    isotonic.calibration = "isotonic"
+    with pytest.raises(CompactUnsupported, match="isotonic"):
+        isotonic.compact_form()
+    with pytest.warns(UserWarning, match="no compact scoring form"):
+        assert compact_scoring_file(isotonic, forms, tmp_path / "scoring.npz") is None
+    assert not (tmp_path / "scoring.npz").exists()
+
+
+def test_a_form_that_differs_from_its_model_is_left_out(quick_model, forms, tmp_path):
+    class Drifted:
+        def compact_form(self):
+            form = quick_model.compact_form()
+            form.arrays["bias"] = form.arrays["bias"] + 1e-6
+            return form
+
+        def predict_proba(self, X):
+            return quick_model.predict_proba(X)
+
+    with pytest.warns(UserWarning, match="differs from the model"):
+        assert compact_scoring_file(Drifted(), forms, tmp_path / "scoring.npz") is None
+    assert not (tmp_path / "scoring.npz").exists()
+    assert compact_scoring_file(quick_model, forms, tmp_path / "scoring.npz") == tmp_path / "scoring.npz"
+
+
+def test_another_format_or_a_damaged_file_is_refused(quick_model, tmp_path):
+    path = quick_model.compact_form().save(tmp_path / "scoring.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["spec"] = np.array(str(arrays["spec"]).replace('"version": 1', '"version": 99'))
+    np.savez(tmp_path / "future.npz", **arrays)
+    with pytest.raises(CompactFormError, match="99"):
+        CompactModel.load(tmp_path / "future.npz")
+    (tmp_path / "damaged.npz").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CompactFormError, match="not a compact scoring file"):
+        CompactModel.load(tmp_path / "damaged.npz")
