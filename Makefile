@@ -26,10 +26,10 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	@touch $(STAMP)
 
-setup: $(STAMP) ## build .venv and install the package (editable, with dev extras)
+setup: $(STAMP) ## build .venv and install the package (editable, with the dev and spark extras)
 
 data: $(STAMP) ## generate a synthetic data set (N=, SEED=, POPULATION=, DATA=)
 	$(PY) -m pipeline generate --n $(N) --seed $(SEED) --population $(POPULATION) --out $(DATA)

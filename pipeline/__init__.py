@@ -9,6 +9,7 @@ Subpackages, from the bottom floor up (a module imports only from its own floor 
     tracking   MLflow: the store, the registry, model files, the pyfunc
     learning   features, the cause model, calibration, metrics, training, evaluation
     reporting  the batch report (score --report)
+    engines    the same scoring on Apache Spark, one task per file (score --engine spark)
 
 `cli`, `demo` and `bench` sit on top.
 """

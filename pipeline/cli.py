@@ -8,7 +8,6 @@ nothing is left half-written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
@@ -101,23 +100,25 @@ def cmd_experiments(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from pipeline.contract.loader import default_knowledge_base
     from pipeline.intake.outputs import default_rejects_path
+    from pipeline.scoring.background import arrow_memory_returned_promptly
     from pipeline.scoring.score import score_file
     from pipeline.tracking.persistence import UntrustedModelError
     from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, ModelUnavailableError, load_for_scoring
 
+    _check_engine(args)
     if args.input == "-" and sys.stdin.isatty():
         raise UserError("--input - reads standard input: pipe or redirect the intake file into it")
     to_stdout = args.output == "-"
     if to_stdout and not args.rejects:
         raise UserError("--output - writes the scores to standard output: name the rejects file with --rejects")
     report = sys.stderr if to_stdout else sys.stdout
-    _memory_pool_that_returns_memory()
+    arrow_memory_returned_promptly()
     kb = default_knowledge_base()
     uri = args.model or CHAMPION_URI
     if Path(uri).exists():
         uri = str(Path(uri).resolve())
-    try:  # explanations need the whole model; plain scoring its compact form when it has one
-        loaded = load_for_scoring(uri, kb.schema, full=args.explain)
+    try:  # explanations and Spark (which ships the reviewed model file) need the whole model
+        loaded = load_for_scoring(uri, kb.schema, full=args.explain or args.engine == "spark")
     except ModelUnavailableError as err:
         raise UserError(f"cannot load model {uri}: {err} (train one with `make train`)") from None
     except (ModelMismatchError, UntrustedModelError, OSError) as err:
@@ -127,6 +128,8 @@ def cmd_score(args: argparse.Namespace) -> None:
         "decimal_comma": True if args.decimal_comma else None,
         "encoding": args.encoding,
     }
+    if args.engine == "spark":
+        return _score_on_spark(args, loaded, kb, uri, read_options)
     output = sys.stdout.buffer if to_stdout else Path(args.output)
     explainer = _explainer(loaded.model, kb) if args.explain else None
     observers, profile = (), None
@@ -160,16 +163,6 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(DISCLAIMER, file=report)
 
 
-def _memory_pool_that_returns_memory() -> None:
-    """Arrow on jemalloc where the build has it: chunk after chunk, it gives freed memory back
-    (or reuses it) more readily than the default allocator, so the scorer's peak memory is what
-    it holds, not what the allocator kept."""
-    import pyarrow as pa
-
-    with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc keeps its default
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-
-
 def _explainer(model, kb):
     """`--explain`: the model's exact attributions and the knowledge base's value of information."""
     from pipeline.scoring.explain import Explainer, ExplainError
@@ -180,6 +173,32 @@ def _explainer(model, kb):
         return Explainer(model, kb.schema, AskNext(default_model(), kb.schema.explain.ask_next_max))
     except ExplainError as err:
         raise UserError(str(err)) from None
+
+
+def _score_on_spark(args: argparse.Namespace, loaded, kb, uri: str, read_options: dict) -> None:
+    """`score --engine spark`: the same intake path and scoring per file on Spark, into directories."""
+    from pipeline.engines.spark import SparkSetupError, score_spark
+
+    if args.explain:
+        _explainer(loaded.model, kb)  # here, not on the workers, a model that cannot explain is one line
+    options = {"master": args.master, "read_options": {k: v for k, v in read_options.items() if v}}
+    options["explainer_factory"] = _explainer if args.explain else None
+    try:
+        summary = score_spark(args.input, args.output, args.rejects, loaded, kb, **options)
+    except SparkSetupError as err:
+        raise UserError(str(err)) from None
+    for w in summary.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    where = f"scores -> {args.output}/; rejects -> {args.rejects}/"
+    print(f"{summary.line()}; {where}; model {uri} (version {loaded.version})\n{DISCLAIMER}")
+
+
+def _check_engine(args: argparse.Namespace) -> None:
+    """The options `--engine spark` needs or refuses, before anything is loaded."""
+    if args.master and args.engine != "spark":
+        raise UserError("--master needs --engine spark")
+    if args.engine == "spark" and (args.output == "-" or not args.rejects or args.report):
+        raise UserError("--engine spark writes directories: give --output DIR and --rejects DIR (no --report)")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -336,6 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH.html",
         help="also write a self-contained page about the batch: rows and rejects, triage and red flags, "
         "causes and conditions, drift against the training population, the model's quality",
+    )
+    sc.add_argument(
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="local: this process (default); spark: Apache Spark, where --input may be a file, directory or glob "
+        "and --output and --rejects are directories of CSV part files (README, 'Scoring on Apache Spark')",
+    )
+    sc.add_argument(
+        "--master", metavar="URL", help="with --engine spark: the Spark master (default local[*]; or SPARK_REMOTE)"
     )
     sc.set_defaults(func=cmd_score)
 

@@ -8,7 +8,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
 # A subpackage may import from its own floor or below; `cli`, `demo`, `bench` sit on top.
-FLOORS = {"contract": 0, "intake": 1, "world": 2, "scoring": 2, "tracking": 3, "learning": 4, "reporting": 4}
+FLOORS = {
+    "contract": 0,
+    "intake": 1,
+    "world": 2,
+    "scoring": 2,
+    "tracking": 3,
+    "learning": 4,
+    "reporting": 4,
+    "engines": 5,
+}
 MAX_LINES = 400
 
 

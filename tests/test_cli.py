@@ -81,3 +81,15 @@ def test_scores_to_standard_output_and_the_summary_to_stderr(store, tmp_path):
     assert "rows read 3, scored 2, rejected 1" in run.stderr and "not a diagnosis" in run.stderr
     assert [r["record_id"] for r in read_rows(rejects)[1]] == ["b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "rejects.csv"]  # nothing else left
+
+
+def test_the_spark_engine_writes_directories_and_master_needs_it(tmp_path, capsys):
+    forms = write_intake(tmp_path / "in.csv", [base_row("a1")])
+    for extra, message in [
+        (["--engine", "spark", "--output", "-", "--rejects", str(tmp_path / "r")], "writes directories"),
+        (["--engine", "spark", "--output", str(tmp_path / "s")], "writes directories"),
+        (["--master", "local[2]", "--output", str(tmp_path / "s.csv")], "--master needs --engine spark"),
+    ]:
+        assert main(["score", "--input", str(forms), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]

@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from reference_generator import write_reference_dataset
 from scipy.special import expit
+from threadpoolctl import threadpool_info
 
 from pipeline.contract.loader import default_knowledge_base
-from pipeline.intake.frames import parquet_metadata, read_parquet_dataset
+from pipeline.intake.frames import parquet_metadata, parquet_table_from_columns, read_parquet_dataset
 from pipeline.intake.stream import validate_frame
 from pipeline.world.evidence import finding_states, parent_codes
-from pipeline.world.generate import CHUNK_ROWS, generate_frame, write_dataset
-from pipeline.world.network import compile_model
+from pipeline.world.generate import CHUNK_ROWS, generate_frame, parquet_table, write_dataset
+from pipeline.world.network import compile_model, default_model
+from pipeline.world.sampling import raw_columns, sample_cells
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +41,35 @@ def test_parquet_is_deterministic_and_carries_seed_and_kb_hash(model, tmp_path):
     assert meta["leg_fatigue.seed"] == "9"
     assert meta["leg_fatigue.kb_sha256"] == model.kb.sha256
     assert meta["leg_fatigue.population"] == "general"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "population", "n"),
+    [
+        ("csv", "general", CHUNK_ROWS + 1234),
+        ("parquet", "general", CHUNK_ROWS + 1234),
+        ("csv", "older_cardiometabolic", 999),
+    ],
+)
+def test_same_bytes_as_the_generator_before_it_was_made_fast(fmt, population, n, tmp_path):
+    """tests/reference_generator.py is the sampler and writers of main before issue 11; same seed, same file."""
+    model = default_model(population)
+    ours = write_dataset(model, n, 17, tmp_path / f"ours.{fmt}", fmt)
+    theirs = write_reference_dataset(model, n, 17, tmp_path / f"theirs.{fmt}", fmt)
+    assert ours.read_bytes() == theirs.read_bytes()
+
+
+def test_parquet_table_from_cells_is_the_frames_parquet_table(model):
+    schema = model.kb.schema
+    cells = sample_cells(model, 3000, np.random.default_rng(6))
+    want = parquet_table_from_columns(raw_columns(cells, schema), schema, with_labels=True)
+    assert parquet_table(cells, schema).equals(want)
+
+
+def test_blas_threads_are_restored_after_generating(model):
+    before = [pool["num_threads"] for pool in threadpool_info()]
+    generate_frame(model, 10, seed=1)
+    assert [pool["num_threads"] for pool in threadpool_info()] == before
 
 
 def test_full_chunks_are_shared_across_n(model):

@@ -91,6 +91,13 @@ def test_record_id_is_optional(pyfunc, plain):
     assert (out["reject_reason"] == "").all()
 
 
+def test_headers_spelled_as_clinics_export_them_are_read(pyfunc, plain):
+    """`Record ID`, `AGE` name the contract's columns: the id is taken from it, not made up."""
+    out = pyfunc.predict(plain.head(3).rename(columns={"record_id": "Record ID", "age": " AGE"}))
+    assert list(out["record_id"]) == list(plain.head(3)["record_id"].astype(str))
+    pd.testing.assert_frame_equal(out, pyfunc.predict(plain.head(3)))
+
+
 @pytest.mark.parametrize("kind", ["numpy_nullable", "pyarrow", "convert_dtypes"])
 def test_nullable_and_arrow_backed_frames_score_like_plain_ones(pyfunc, plain, kind):
     if kind == "convert_dtypes":

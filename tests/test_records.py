@@ -61,7 +61,11 @@ def reference(data: bytes, delimiter: int, cap: int) -> list[tuple[str, bytes]]:
         record = _read_record(data, start, delimiter)
         end = record["end"] if record["end"] is not None else len(data)
         if (record["end"] is not None or record["open"] < 0) and end - start <= cap:
-            if record["spanning"] is not None and record["fields"] != header["fields"]:
+            stray = record["spanning"] is not None and record["fields"] != header["fields"]
+            if stray and data.count(bytes([delimiter]), start, record["spanning"]) + 1 != header["fields"]:
+                out.append(("bad", data[start:end]))  # a well-quoted record with the wrong field count
+                start = end
+            elif stray:  # its first line has the header's fields: a stray quote, cut after that line
                 out.append(("bad", data[start : record["spanning"] + 1]))
                 start = record["spanning"] + 1
             else:

@@ -123,6 +123,25 @@ def test_json_split_records_and_csv_bodies_give_the_same_served_rows(server, sto
             assert a[column] == pytest.approx(b[column], abs=1e-9), column
 
 
+def test_explain_is_a_request_parameter(server, forms):
+    body = json.loads(split_body(forms))
+    status, plain = post(server, json.dumps(body).encode(), "application/json")
+    status_explained, explained = post(
+        server, json.dumps({**body, "params": {"explain": True}}).encode(), "application/json"
+    )
+    assert status == status_explained == 200, explained
+    assert [list(r) for r in explained["predictions"]] == [
+        [*SCHEMA.output_columns(explain=True), "reject_reason"]
+    ] * len(forms)
+    for a, b in zip(plain["predictions"], explained["predictions"], strict=True):
+        assert {c: a[c] for c in SERVED} == {c: b[c] for c in SERVED}
+        top = b["top_conditions"].split(SCHEMA.list_separator) if b["top_conditions"] else []
+        reasons = b[SCHEMA.explain.columns[0]]
+        assert (
+            [p.split(": ")[0] for p in reasons.split(SCHEMA.explain.reasons_separator)] == top if top else not reasons
+        )
+
+
 def test_a_bad_row_comes_back_as_null_scores_with_its_reason(server, forms):
     bad = forms.copy()
     bad.loc[2, "age"] = "130"

@@ -1,5 +1,6 @@
 """The one intake path: a CSV file, a Parquet file, a DataFrame and an Arrow table of the same
-forms give the same typed rows and the same reject lines, whatever the chunk size."""
+forms give the same typed rows and the same reject lines, whatever the chunk size; the record ids
+a source uses, read alone, are those validation sees; ids known from an earlier source repeat."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from helpers import SCHEMA
 
 from pipeline.intake.frames import to_csv_table
-from pipeline.intake.stream import iter_validated
+from pipeline.intake.stream import iter_validated, record_id_uses
+from pipeline.intake.validate import SeenIds
 from pipeline.world.generate import generate_frame
 from pipeline.world.network import default_model
 
@@ -80,3 +82,40 @@ def test_typed_numbers_read_like_their_text(forms):
     typed, _, _ = _read(forms["csv"])
     numeric_typed, _, _ = _read(numeric)
     pd.testing.assert_frame_equal(numeric_typed, typed)
+
+
+def test_record_id_uses_sees_what_the_validated_stream_sees(tmp_path, forms):
+    """The ids and first-use rows of the id-only reading are those validation records, on every source."""
+    path = tmp_path / "forms.csv"
+    path.write_text(
+        'record_id,age,bmi\n a1 ,50,\na2,50,25 kg\nNA,50,\na1,50,\na3,50\n,50,\na4,50,,extra\na5,130,\nzz,1,"open\n',
+        encoding="utf-8",
+    )
+    uses = record_id_uses(path, SCHEMA, block_bytes=64)
+    seen = SeenIds()
+    for _ in iter_validated(path, SCHEMA, first_seen=seen):
+        pass
+    assert uses.ids.to_pylist() == seen.ids.to_pylist() == ["a1", "a2", "a5"]
+    assert uses.rows.tolist() == seen.rows.tolist() == [1, 2, 8]  # malformed rows 5, 7, 9 use no id
+    expected = record_id_uses(forms["csv"], SCHEMA)
+    assert len(expected.ids) == 299  # 300 rows, one repeat
+    for name in ("parquet", "frame", "arrow"):
+        other = record_id_uses(forms[name], SCHEMA)
+        assert other.ids.equals(expected.ids) and other.rows.tolist() == expected.rows.tolist(), name
+
+
+def test_ids_used_in_an_earlier_source_are_repeats_naming_it(forms):
+    """`first_seen` knows ids from other sources: their use here is rejected, citing the source and
+    row, even on the same row number; ids first used here cite their row alone."""
+    frame = forms["frame"]
+    first, later = frame.loc[0, "record_id"], frame.loc[40, "record_id"]
+    seen = SeenIds.earlier([first, later], [1, 41], ["a.csv", "b.csv"])
+    typed, rejects, read = _read(forms["csv"], first_seen=seen)
+    assert read == 300 and len(typed) == 295
+    lines = rejects[rejects["field"] == "record_id"][["row", "reason"]].values.tolist()
+    assert lines == [
+        [1, "repeated record_id (first used at row 1 of a.csv)"],
+        [13, "repeated record_id (first used at row 4)"],
+        [41, "repeated record_id (first used at row 41 of b.csv)"],
+    ]
+    assert first not in set(typed["record_id"]) and len(seen.ids) == 2 + 297  # the rest learnt as they came

@@ -107,10 +107,11 @@ class CsvReader:
             self._lines += segment.lines
             self._after_cr = data[-1:] == b"\r"
 
-    def chunks(self, names: list[str], schema: Schema) -> Iterator[RawChunk]:
-        """The data rows in order, as string tables whose columns are `names` (one per header cell)."""
+    def chunks(self, names: list[str], schema: Schema, keep: list[str] | None = None) -> Iterator[RawChunk]:
+        """The data rows in order, as string tables whose columns are `names` (one per header cell),
+        or only those in `keep` (every row is still cut into all its fields and checked)."""
         id_index = names.index(schema.id_column) if schema.id_column in names else 0
-        self._parse = _Parser(names, self.delimiter, id_index, schema, self.name)
+        self._parse = _Parser(names, self.delimiter, id_index, schema, self.name, keep)
         batch: list[Segment] = []
         size = 0
         try:
@@ -147,11 +148,15 @@ class CsvReader:
 class _Parser:
     """Runs of segments (whole records, and bad records between them) as RawChunks, numbered on."""
 
-    def __init__(self, names: list[str], delimiter: str, id_index: int, schema: Schema, name: str):
+    def __init__(
+        self, names: list[str], delimiter: str, id_index: int, schema: Schema, name: str, keep: list[str] | None = None
+    ):
         self.names, self.delimiter, self.id_index, self.schema, self.name = names, delimiter, id_index, schema, name
         self.offset = 0  # data rows before the next chunk
+        self.keep = keep or names
         self.convert = pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
+            include_columns=keep or [],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,
             null_values=[],
@@ -192,7 +197,7 @@ class _Parser:
             return "skip"
 
         if not data:
-            return pa.table({n: pa.array([], pa.string()) for n in self.names}), malformed, numbers
+            return pa.table({n: pa.array([], pa.string()) for n in self.keep}), malformed, numbers
         table = pacsv.read_csv(
             io.BytesIO(data),
             read_options=pacsv.ReadOptions(column_names=self.names, use_threads=False, block_size=len(data) + 1),

@@ -13,7 +13,9 @@ that): a record that does not end within the cap (typically one stray quote open
 never closes) is cut out as a bad record, from its start to the end of the line where its open
 quote (or the cap) is, and reading resumes on the next line. At the end of the input an open
 quote does the same. A record whose quoted field runs over a line end and that then has the wrong
-number of fields (two stray quotes closing each other) is cut the same way after its first line.
+number of fields is cut the same way after its first line when that line alone (its quotes read as
+text) has the header's fields (two stray quotes closing each other); otherwise it is one record
+with the wrong number of fields (a line break inside a value, and a field missing or extra).
 So one stray quote costs one rejected row, not the rest of the file, and memory stays flat.
 
 With `tentative=True` a buffer whose lines are all short enough is first offered whole, cut at
@@ -207,6 +209,10 @@ def _first_bad(scan: _Scan, buf: bytes, pos: int, ends: np.ndarray, n_fields: in
     if split is None:
         return _unclosed(scan, buf, start, cap)
     line_end = int(scan.line_states(start)[0][0])  # the first line end is inside a quoted field
+    if buf.count(bytes([scan.delimiter]), start, line_end) + 1 != n_fields:
+        # Its first line, the quote read as text, does not have the header's fields either: not a
+        # stray quote but a well-quoted record (a line break in a value) with the wrong field count.
+        return _Bad(start, int(ends[first]), f"row has {split} fields, the header has {n_fields}", -1)
     reason = (
         "unbalanced quote: the quoted field opened here runs on over the next lines "
         f"(the record would have {split} fields, the header has {n_fields})"

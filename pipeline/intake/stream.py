@@ -28,7 +28,7 @@ from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.header import match_header
 from pipeline.intake.reader import BLOCK_BYTES, CsvReader, delimiter_option
 from pipeline.intake.source import Opened, open_source
-from pipeline.intake.validate import SeenIds, empty_rejects, validate_table
+from pipeline.intake.validate import SeenIds, empty_rejects, learn_record_ids, validate_table
 
 PARQUET_BATCH_ROWS = 65_536
 
@@ -57,7 +57,11 @@ class _RawPiece:
 
 
 class IntakeStream:
-    """An opened source: `header`, `columns` and `warnings` at once, then its chunks (iterate once)."""
+    """An opened source: `header`, `columns` and `warnings` at once, then its chunks (iterate once).
+
+    `first_seen` holds record ids used before this source (see `SeenIds.earlier`); it learns the
+    source's own ids as the chunks are read.
+    """
 
     def __init__(
         self,
@@ -69,8 +73,10 @@ class IntakeStream:
         delimiter: str | None = None,
         decimal_comma: bool | None = None,
         encoding: str | None = None,
+        first_seen: SeenIds | None = None,
     ):
         self.source, self.schema, self.block_bytes = source, schema, block_bytes
+        self.first_seen = SeenIds() if first_seen is None else first_seen
         self.delimiter = delimiter_option(delimiter) if delimiter else None
         self._opened: Opened | None = None
         try:
@@ -101,21 +107,28 @@ class IntakeStream:
         self._csv = CsvReader(opened, self.delimiter, self.block_bytes)
         self.header, self.delimiter, self._kind = self._csv.header, self._csv.delimiter, "csv"
 
-    def _pieces(self) -> Iterator[_RawPiece]:
+    def close(self) -> None:
+        """Release the source without reading its rows (after a look at its header and warnings)."""
+        if self._opened is not None:
+            self._opened.close()
+
+    def _pieces(self, keep: list[str] | None = None) -> Iterator[_RawPiece]:
+        """The raw pieces in order; with `keep`, only those (contract) columns' cells."""
         if self._kind == "csv":
-            for chunk in self._csv.chunks(self.columns, self.schema):
+            for chunk in self._csv.chunks(self.columns, self.schema, keep):
                 yield _RawPiece(chunk.table, chunk.rows, chunk.malformed)
             return
         if self._kind == "frame":
             source = self.source
             table = raw_cells(source) if isinstance(source, pd.DataFrame) else arrow_cells(source)
-            table = table.rename_columns(self.columns)
+            table = table.rename_columns(self.columns).select(keep or self.columns)
             yield _RawPiece(table, np.arange(1, table.num_rows + 1), empty_rejects(self.schema))
             return
+        read = None if keep is None else [self.header[self.columns.index(name)] for name in keep]
         try:
             start = 0
-            for batch in self._opened.parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-                table = arrow_cells(pa.Table.from_batches([batch])).rename_columns(self.columns)
+            for batch in self._opened.parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=read):
+                table = arrow_cells(pa.Table.from_batches([batch])).rename_columns(keep or self.columns)
                 yield _RawPiece(table, np.arange(start + 1, start + table.num_rows + 1), empty_rejects(self.schema))
                 start += table.num_rows
         except (pa.ArrowException, OSError) as err:
@@ -124,9 +137,8 @@ class IntakeStream:
             self._opened.close()
 
     def __iter__(self) -> Iterator[ValidatedChunk]:
-        seen = SeenIds()
         for piece in self._pieces():
-            result = validate_table(piece.table, piece.rows, self.schema, seen, self.decimal_comma)
+            result = validate_table(piece.table, piece.rows, self.schema, self.first_seen, self.decimal_comma)
             rejects = result.rejects
             if len(piece.malformed):
                 rejects = pd.concat([piece.malformed, rejects], ignore_index=True)
@@ -143,6 +155,7 @@ def iter_validated(
     delimiter: str | None = None,
     decimal_comma: bool | None = None,
     encoding: str | None = None,
+    first_seen: SeenIds | None = None,
 ) -> IntakeStream:
     """Open an intake source for validated reading: a CSV or Parquet path (compressed CSV too),
     "-" for standard input, an open binary file, a DataFrame or an Arrow table.
@@ -152,6 +165,7 @@ def iter_validated(
     `encoding` names the text's encoding (default UTF-8). Raises IntakeFormatError at once for
     a source no form can be read from (no such file, no header, a required column missing, two
     header cells naming one column); bad cells and malformed rows become reject lines.
+    `first_seen`: record ids used before this source (an engine reading many files).
     """
     return IntakeStream(
         source,
@@ -161,7 +175,18 @@ def iter_validated(
         delimiter=delimiter,
         decimal_comma=decimal_comma,
         encoding=encoding,
+        first_seen=first_seen,
     )
+
+
+def record_id_uses(source: Source, schema: Schema, *, block_bytes: int = BLOCK_BYTES, **read_options) -> SeenIds:
+    """Every record_id the source uses, with the row of its first use, as `iter_validated` sees
+    them: what a later source's repeats are checked against. Only the id column's cells are
+    converted and nothing else is validated, so it costs a fraction of `iter_validated`."""
+    stream = IntakeStream(source, schema, block_bytes=block_bytes, **read_options)
+    for piece in stream._pieces(keep=[schema.id_column]):
+        learn_record_ids(piece.table, piece.rows, schema, stream.first_seen)
+    return stream.first_seen
 
 
 def validate_frame(frame: pd.DataFrame, schema: Schema) -> ValidatedChunk:

@@ -219,6 +219,18 @@ def _validated_columns(
     return out
 
 
+def _id_cells(table: pa.Table, schema: Schema, names: dict[str, str]) -> tuple[pa.Array, _Column]:
+    """The record_id cells as text, and trimmed with their blanks."""
+    raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
+    return raw_id, _Column(raw_id, pa.array(sorted(schema.missing_markers)))
+
+
+def learn_record_ids(table: pa.Table, rows: np.ndarray, schema: Schema, seen: SeenIds) -> None:
+    """Record the ids of raw cells in `seen` as `validate_table` does, validating nothing else."""
+    _, ids = _id_cells(table, schema, {name.strip(): name for name in table.column_names})
+    seen.first_use(ids.text, np.asarray(rows, dtype=np.int64), ~ids.blank)
+
+
 def validate_table(
     table: pa.Table,
     rows: np.ndarray,
@@ -238,8 +250,7 @@ def validate_table(
     markers = pa.array(sorted(schema.missing_markers))
     names = {name.strip(): name for name in table.column_names}
 
-    raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
-    ids = _Column(raw_id, markers)
+    raw_id, ids = _id_cells(table, schema, names)
     id_len = pc.utf8_length(ids.text).to_numpy(zero_copy_only=False)
 
     bad_rows = np.zeros(n, dtype=bool)
@@ -266,10 +277,16 @@ def validate_table(
     add(id_blank, schema.id_column, raw_id, "record_id is blank")
     too_long = ~id_blank & (id_len > schema.id_max_length)
     add(too_long, schema.id_column, raw_id, f"record_id is longer than {schema.id_max_length} characters")
-    first_row = first_seen.first_use(ids.text, rows, ~id_blank)
+    first_row, first_place = first_seen.first_use(ids.text, rows, ~id_blank)
     repeated = ~id_blank & (first_row != rows)
+    if first_place is not None:  # ids first used in another source: a repeat whatever the row
+        repeated |= ~id_blank & (first_place != "")
     if repeated.any():
-        repeat_reason = [f"repeated record_id (first used at row {r})" for r in first_row[repeated]]
+        where = np.flatnonzero(repeated)
+        of = [f" of {first_place[i]}" if first_place is not None and first_place[i] else "" for i in where]
+        repeat_reason = [
+            f"repeated record_id (first used at row {first_row[i]}{o})" for i, o in zip(where, of, strict=True)
+        ]
         add(repeated, schema.id_column, raw_id, np.array(repeat_reason, dtype=object))
     bad_rows |= id_blank | too_long | repeated
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.contract.loader import default_knowledge_base
+from pipeline.learning.ask_next_check import AskNextBenefit, ask_next_benefit
 from pipeline.learning.judge import judge
 from pipeline.learning.report import DISCLAIMER, reliability_diagram
 from pipeline.learning.splits import load_split, oracle_for
@@ -18,6 +19,7 @@ from pipeline.tracking.store import configure, git_commit
 
 POPULATIONS = ("general", "older_cardiometabolic")
 EVALUATION_SEED = 20261124
+ASK_NEXT_FORMS = 2000  # generated forms for the ask_next check (about a minute)
 QUALITY_BAR = {"log_loss_ratio": 1.02, "max_ece": 0.01, "slope_range": (0.9, 1.1)}
 
 
@@ -27,6 +29,7 @@ class Evaluation:
     summaries: dict[str, dict[str, float]]
     model_version: str
     checks: list[tuple[str, bool, str]]
+    ask_next: AskNextBenefit | None = None
 
 
 def quality_checks(summary: dict[str, float], table: pd.DataFrame) -> list[tuple[str, bool, str]]:
@@ -94,7 +97,18 @@ def evaluate(
                     }
                 )
         checks = quality_checks(summaries["general"], tables["general"])
-        (tmp / "evaluation.md").write_text(evaluation_report(tables, summaries, version, checks, n))
+        benefit = ask_next_benefit(model, kb, min(n, ASK_NEXT_FORMS), seed + 1)
+        mlflow.log_metrics(
+            {
+                "ask_next.forms": benefit.rows,
+                "ask_next.log_loss_blanked": benefit.log_loss_blanked,
+                "ask_next.log_loss_first_suggested": benefit.log_loss_first,
+                "ask_next.log_loss_random_blanked": benefit.log_loss_random,
+                "ask_next.difference_se": benefit.difference_se,
+            }
+        )
+        report = evaluation_report(tables, summaries, version, checks, n) + f"\n## ask_next\n{benefit.line()}\n"
+        (tmp / "evaluation.md").write_text(report)
         mlflow.log_artifacts(str(tmp))
         mlflow.set_tags(
             {
@@ -106,7 +120,7 @@ def evaluate(
                 "note": "synthetic data only; decision support, not a diagnosis",
             }
         )
-    return Evaluation(tables, summaries, version, checks)
+    return Evaluation(tables, summaries, version, checks, benefit)
 
 
 def shift_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -174,4 +188,6 @@ def print_evaluation(ev: Evaluation) -> None:
     print("\nquality bar (general population, model version " + ev.model_version + "):")
     for name, ok, value in ev.checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
+    if ev.ask_next is not None:
+        print(f"\n{ev.ask_next.line()}")
     print(f"\n{DISCLAIMER.replace('**', '')}")

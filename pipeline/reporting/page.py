@@ -170,6 +170,22 @@ def _rejects_section(p: BatchProfile) -> str:
     )
 
 
+def _ask_next_section(p: BatchProfile) -> str:
+    """With --explain: the fields most often worth asking next, across the batch."""
+    if p.ask_next is None:
+        return ""
+    rows = [
+        "<tr>" + _cell(f) + _cell(p.ask_next_first.get(f, 0), f"ask_first:{f}", True)
+        + _cell(n, f"ask_any:{f}", True) + _cell(_share(n, p.rows_scored), numeric=True) + "</tr>"
+        for f, n in sorted(p.ask_next.items(), key=lambda kv: (-kv[1], kv[0]))[:15]
+    ]  # fmt: skip
+    return (
+        "<h2 id='ask-next'>What to ask next</h2><p class='muted'>Blank fields suggested by <code>ask_next</code> "
+        "(expected information about the conditions under the knowledge base), most often suggested first.</p>"
+        + _table(["field", "asked first", "suggested", "share of forms"], rows)
+    )
+
+
 def _model_section(version: str, uri: str, quality: dict[str, float]) -> str:
     rows = [f"<tr>{_cell('model')}{_cell(uri)}</tr>", f"<tr>{_cell('version')}{_cell(version, 'model_version')}</tr>"]
     rows += [
@@ -214,6 +230,7 @@ treat or triage a real person without clinical validation.</p>
 {_rejects_section(p)}
 {_triage_section(p)}
 {_conditions_section(p)}
+{_ask_next_section(p)}
 {_drift_section(p, reference)}
 {_model_section(version, uri, quality)}
 <p class="notice">{html.escape(DISCLAIMER)}</p>

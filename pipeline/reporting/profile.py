@@ -70,6 +70,8 @@ class BatchProfile:
     red_flags: Counter = field(default_factory=Counter)
     specialists: Counter = field(default_factory=Counter)
     top_conditions: Counter = field(default_factory=Counter)
+    ask_next: Counter | None = None  # with --explain: how often each field is asked first / at all
+    ask_next_first: Counter | None = None
     probability_sum: np.ndarray | None = None
     probability_hist: np.ndarray | None = None
     fields: dict[str, FieldCounts] = field(default_factory=dict)
@@ -112,6 +114,15 @@ class BatchProfile:
             for cell in scores.column(column).to_pylist():
                 if cell:
                     counter.update(cell.split(sep))
+        ask_column = schema.explain.columns[-1]
+        if ask_column in scores.column_names:
+            self.ask_next = self.ask_next if self.ask_next is not None else Counter()
+            self.ask_next_first = self.ask_next_first if self.ask_next_first is not None else Counter()
+            for cell in scores.column(ask_column).to_pylist():
+                if cell:
+                    fields = cell.split(sep)
+                    self.ask_next.update(fields)
+                    self.ask_next_first[fields[0]] += 1
 
 
 def _reason_kind(reason: str) -> str:

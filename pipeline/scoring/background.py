@@ -10,11 +10,22 @@ delivered to the calling thread) stops both threads before the caller removes it
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
+import pyarrow as pa
+
 STOP_POLL_SECONDS = 0.1
+
+
+def arrow_memory_returned_promptly() -> None:
+    """Arrow on jemalloc where the build has it: chunk after chunk it gives freed memory back (or
+    reuses it) more readily than the default allocator, so a scorer's peak memory is what it holds,
+    not what the allocator kept (at 200k rows, 265 MB instead of 300-320 MB). For the process."""
+    with contextlib.suppress(NotImplementedError):  # a pyarrow built without jemalloc keeps its default
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 class ReadAhead:

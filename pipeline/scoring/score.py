@@ -90,7 +90,7 @@ class ScoreSummary:
 
 
 @contextmanager
-def _sigterm_as_interrupt():
+def sigterm_as_interrupt():
     """Make SIGTERM unwind like Ctrl-C, so temporary files are removed."""
 
     def handler(signum, frame):
@@ -146,7 +146,7 @@ def score_file(
         from tqdm import tqdm
 
         bar = tqdm(unit=" rows", unit_scale=True, desc="score", file=sys.stderr)
-    with _sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
+    with sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
         tmp_out, tmp_rej = (Path(spool) / "scores.csv" if to_stream else temps[0]), temps[-1]
         out_schema = scores_arrow_schema(schema, explain=explainer is not None)
         scores_writer = pacsv.CSVWriter(tmp_out, out_schema, write_options=CSV_OPTIONS)

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline.contract.knowledge import KnowledgeBase
+from pipeline.intake.header import column_key
 from pipeline.intake.outputs import neutralize_formulas
 from pipeline.intake.stream import iter_validated
 from pipeline.scoring.score import score_chunk
@@ -39,7 +40,7 @@ def served_frame(forms: pd.DataFrame, model, kb: KnowledgeBase, version: str, ex
     """
     schema = kb.schema
     frame = forms.reset_index(drop=True)
-    if schema.id_column not in frame.columns:
+    if schema.id_column not in {column_key(str(name)) for name in frame.columns}:  # `Record ID` names it too
         frame[schema.id_column] = [f"row-{i + 1}" for i in range(len(frame))]
     n = len(frame)
     columns = served_columns(kb, explain=explainer is not None)

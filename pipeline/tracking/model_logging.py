@@ -36,6 +36,14 @@ def intake_example(frame: pd.DataFrame, schema: Schema, n: int = 5) -> pd.DataFr
     return csv_table_from_columns(columns_from_frame(head, schema), schema).to_pandas()
 
 
+def served_signature():
+    """Params only: `explain` (default false) adds `reasons` and `ask_next` to the served columns."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    return ModelSignature(params=ParamSchema([ParamSpec("explain", "boolean", False)]))
+
+
 def compact_scoring_file(model, rows: pd.DataFrame, path: Path) -> Path | None:
     """Write the model's compact scoring form to `path` if it has one that, read back from the file,
     gives the model's own probabilities on `rows` to COMPACT_TOLERANCE; None (with a warning) otherwise."""
@@ -75,10 +83,11 @@ def log_and_register(model, kb: KnowledgeBase, example: pd.DataFrame, workdir: P
         name="model",
         python_model=str(PYFUNC_CODE),
         artifacts=artifacts,
-        # No signature: MLflow's type enforcement would reject what the contract accepts (a nullable
-        # integer column with gaps) and a signature of `Any` columns breaks CSV bodies; the model's
-        # own validation is the one that counts. The input example and `inputs` list the columns.
-        signature=False,
+        # No input schema: MLflow's type enforcement would reject what the contract accepts (a
+        # nullable integer column with gaps) and a schema of `Any` columns breaks CSV bodies; the
+        # model's own validation is the one that counts. The input example and `inputs` list the
+        # columns. The signature declares only the `explain` parameter (MLflow drops undeclared ones).
+        signature=served_signature(),
         input_example=intake_example(example, schema),
         pip_requirements=pip_requirements(),
         registered_model_name=REGISTERED_MODEL,
@@ -89,6 +98,7 @@ def log_and_register(model, kb: KnowledgeBase, example: pd.DataFrame, workdir: P
             "inputs": list(schema.intake_columns),
             "outputs": list(schema.probability_columns),
             "served_columns": [*schema.scores_columns, "reject_reason"],
+            "served_columns_explain": [*schema.output_columns(explain=True), "reject_reason"],
             "note": "decision support on synthetic data, not a diagnosis",
         },
     )

@@ -51,3 +51,20 @@ def load_model(path: Path):
     import skops.io as sio
 
     return sio.load(path, trusted=TRUSTED_TYPES)
+
+
+def model_bytes(model) -> bytes:
+    """A model as skops bytes (to ship to the workers of a distributed engine)."""
+    import skops.io as sio
+
+    return sio.dumps(model)
+
+
+def load_model_bytes(data: bytes):
+    """Load skops bytes from `model_bytes`, refusing any type outside the reviewed list."""
+    import skops.io as sio
+
+    unknown = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+    if unknown:
+        raise UntrustedModelError(f"model bytes contain unreviewed types {unknown}; refusing to load")
+    return sio.loads(data, trusted=TRUSTED_TYPES)

@@ -1,13 +1,14 @@
-"""Synthetic intake records and their true conditions, sampled from the compiled knowledge base.
+"""Synthetic data sets: chunks of sampled rows (pipeline.world.sampling) on two threads, written as
+Parquet or as the intake CSV.
 
-Vectorised over rows; chunk i of a data set draws from its own child of the seed
-(SeedSequence(seed, spawn_key=(i,))), so output is identical for the same seed, N,
-population and knowledge base, and the first k full chunks (k x 100,000 rows) are the
-same for every N that covers them.
+Chunk i of a data set draws from its own child of the seed (SeedSequence(seed, spawn_key=(i,))),
+so output is identical for the same seed, N, population and knowledge base, and the first k
+full chunks (k x 100,000 rows) are the same for every N that covers them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,134 +16,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from scipy.special import expit, ndtr, ndtri
+from threadpoolctl import threadpool_limits
 
-from pipeline.contract.knowledge import Lab, NumericDistribution
-from pipeline.intake.frames import csv_table_from_columns, frame_from_columns, parquet_table_from_columns
+from pipeline.contract.schema import Schema
+from pipeline.intake.frames import frame_from_columns
 from pipeline.intake.outputs import atomic_paths
-from pipeline.world.network import CompiledModel, noisy_or_absent
+from pipeline.world.csv_text import CsvText
+from pipeline.world.network import CompiledModel
+from pipeline.world.sampling import Workspace, raw_columns, sample_cells
 from pipeline.world.versions import generator_version
 
 CHUNK_ROWS = 100_000
 
 
-def _round_to_step(x: np.ndarray, step: float) -> np.ndarray:
-    """Round to a multiple of step so the value prints as its short decimal."""
-    if step >= 1:
-        return np.rint(x / step) * step
-    inv = round(1.0 / step)
-    return np.rint(x * inv) / inv
-
-
-def _truncated_normal(rng: np.random.Generator, n: int, mean, sd, lower: float, upper: float) -> np.ndarray:
-    """Inverse-CDF draws from Normal(mean, sd) truncated to [lower, upper]."""
-    a, b = ndtr((lower - mean) / sd), ndtr((upper - mean) / sd)
-    u = a + rng.random(n) * (b - a)
-    return np.clip(mean + sd * ndtri(u), lower, upper)
-
-
-def _numeric_field(rng: np.random.Generator, n: int, dist: NumericDistribution) -> np.ndarray:
-    x = _truncated_normal(rng, n, dist.mean, dist.sd, dist.min, dist.max)
-    return np.clip(_round_to_step(x, dist.step), dist.min, dist.max)
-
-
-def _categorical(rng: np.random.Generator, n: int, probs: np.ndarray) -> np.ndarray:
-    return np.searchsorted(np.cumsum(probs), rng.random(n) * np.sum(probs), side="right")
-
-
-def _lab_values(rng: np.random.Generator, lab: Lab, abnormal: np.ndarray, lower: float, upper: float) -> np.ndarray:
-    n = len(abnormal)
-    mean = np.where(abnormal, lab.abnormal.mean, lab.normal.mean)
-    sd = np.where(abnormal, lab.abnormal.sd, lab.normal.sd)
-    if lab.scale == "log":
-        lo = np.log(lower) if lower > 0 else -np.inf
-        x = np.exp(_truncated_normal(rng, n, mean, sd, lo, np.log(upper)))
-    else:
-        x = _truncated_normal(rng, n, mean, sd, lower, upper)
-    return np.clip(_round_to_step(x, lab.step), lower, upper)
-
-
-def sample_columns(
-    model: CompiledModel, n: int, rng: np.random.Generator, first_id: int = 1, id_prefix: str = "syn"
-) -> dict[str, object]:
-    """n synthetic intake rows with their label_<condition> columns, as raw columns
-    (see pipeline.intake.frames: category codes with -1 blank, floats with NaN blank)."""
-    kb, pop, schema = model.kb, model.population, model.kb.schema
-    cols: dict[str, np.ndarray] = {}
-
-    age = _numeric_field(rng, n, pop.numeric["age"])
-    cols["age"] = age
-    codes = np.zeros((n, len(model.parent_vars)), dtype=np.int64)
-    x = np.zeros((n, len(model.feature_names)), order="F")  # column-major: fast column writes
-    x[:, 0] = (age - 50.0) / 10.0
-    for v, var in enumerate(model.parent_vars):
-        if var.kind == "band":
-            band = kb.bands[var.name]
-            value = _numeric_field(rng, n, pop.numeric[var.name])
-            cols[var.name] = value
-            codes[:, v] = np.searchsorted(np.array(band.cuts), value, side="right")
-        elif var.kind in ("category", "yes_no"):
-            codes[:, v] = _categorical(rng, n, np.exp(var.log_prior))
-        else:
-            weights = model.risk_weights[:, var.risk_index]
-            used = np.flatnonzero(weights)
-            logit = x[:, used] @ weights[used] + model.risk_bias[var.risk_index]
-            codes[:, v] = rng.random(n) < expit(logit)
-        model.set_features(x, v, codes[:, v])
-        if var.kind != "band":
-            cols[var.name] = codes[:, v]
-
-    present = rng.random((n, model.n_conditions)) < expit(model.condition_logits(x))
-    present_t = present.T
-
-    absent_p = noisy_or_absent(present, model.finding_leak, model.finding_link).T  # (B, n)
-    finding_on = rng.random(absent_p.shape) >= absent_p
-    for j, f in enumerate(model.findings):
-        col = schema.column(f.field)
-        if col.kind == "integer":
-            lo_p, hi_p = f.present_range
-            lo_a, hi_a = f.absent_range
-            cols[f.field] = np.where(
-                finding_on[j],
-                rng.integers(lo_p, hi_p + 1, n),
-                rng.integers(lo_a, hi_a + 1, n),
-            ).astype(float)
-        elif col.kind == "category":
-            cats = col.categories
-            cols[f.field] = np.where(finding_on[j], cats.index(f.present), cats.index(f.absent))
-        else:
-            cols[f.field] = finding_on[j].astype(np.int64)
-
-    normal_p = noisy_or_absent(present, model.lab_leak, model.lab_link).T  # (L, n)
-    lab_abnormal = rng.random(normal_p.shape) >= normal_p
-    for j, lab in enumerate(model.labs):
-        col = schema.column(lab.name)
-        cols[lab.name] = _lab_values(rng, lab, lab_abnormal[j], col.min, col.max)
-    for lab in model.parent_labs:
-        col = schema.column(lab.name)
-        parent_on = codes[:, model.var_index(lab.parent)] == 1
-        cols[lab.name] = _lab_values(rng, lab, parent_on, col.min, col.max)
-
-    numbers = pc.utf8_lpad(pc.cast(pa.array(np.arange(first_id, first_id + n)), pa.string()), 8, "0")
-    out: dict[str, object] = {schema.id_column: pc.binary_join_element_wise(f"{id_prefix}-", numbers, "")}
-    blank_draws = rng.random((len(schema.columns), n))
-    for k, col in enumerate(schema.columns):
-        blank = blank_draws[k] < kb.blank_rates[col.name]
-        if col.kind == "category":
-            out[col.name] = np.where(blank, -1, cols[col.name]).astype(np.int64)
-        else:
-            out[col.name] = np.where(blank, np.nan, cols[col.name].astype(float))
-    for c, name in enumerate(model.conditions):
-        out[f"label_{name}"] = present_t[c].astype(np.int8)
-    return out
-
-
-def _chunk_columns(model: CompiledModel, seed: int, index: int, start: int, size: int) -> dict:
+def _chunk_cells(model: CompiledModel, seed: int, index: int, start: int, size: int, ws: Workspace | None = None):
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    return sample_columns(model, size, rng, first_id=start + 1, id_prefix=f"syn{seed}")
+    return sample_cells(model, size, rng, first_id=start + 1, id_prefix=f"syn{seed}", workspace=ws)
 
 
 def generate_column_chunks(
@@ -153,22 +43,35 @@ def generate_column_chunks(
     workers: int = 2,
     transform: Callable[[dict], object] | None = None,
 ) -> Iterator:
-    """Yield the data set in order, chunk by chunk; chunk i uses child i of the seed.
+    """Yield the data set in order, chunk by chunk, as cells (see pipeline.world.sampling.sample_cells);
+    chunk i uses child i of the seed.
 
-    Chunks are sampled (and passed through `transform`, e.g. to an Arrow table) on
+    Chunks are sampled (and passed through `transform`, e.g. to an Arrow table or CSV text) on
     `workers` threads, as numpy and pyarrow release the GIL in the bulk work; at most
-    `workers + 1` chunks are held at once.
+    `workers + 1` chunks are held at once. BLAS runs one thread per call until the iterator ends.
     """
 
+    scratch = threading.local()  # one workspace per sampling thread
+
     def job(i: int) -> object:
+        if not hasattr(scratch, "workspace"):
+            scratch.workspace = Workspace()
         start = i * chunk_rows
-        cols = _chunk_columns(model, seed, i, start, min(chunk_rows, n - start))
-        return transform(cols) if transform else cols
+        cells = _chunk_cells(model, seed, i, start, min(chunk_rows, n - start), scratch.workspace)
+        return transform(cells) if transform else cells
 
     n_chunks = -(-n // chunk_rows)
-    if workers <= 1 or n_chunks == 1:
-        yield from (job(i) for i in range(n_chunks))
-        return
+    # One BLAS thread per call: the chunks already use the cores, and OpenBLAS's own threads only
+    # wait for each other when two sampling threads call it at once (same results, less time).
+    with threadpool_limits(limits=1, user_api="blas"):
+        if workers <= 1 or n_chunks == 1:
+            yield from (job(i) for i in range(n_chunks))
+        else:
+            yield from _in_order(job, n_chunks, workers)
+
+
+def _in_order(job: Callable[[int], object], n_chunks: int, workers: int) -> Iterator:
+    """job(0), job(1), ... run on `workers` threads, yielded in order, at most workers + 1 held."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = [pool.submit(job, i) for i in range(min(workers + 1, n_chunks))]
         for i in range(len(pending), n_chunks + len(pending)):
@@ -181,8 +84,11 @@ def generate_column_chunks(
 def generate_frame(model: CompiledModel, n: int, seed: int) -> pd.DataFrame:
     """The whole data set as one typed frame with labels (tests, training)."""
     schema = model.kb.schema
-    parts = [frame_from_columns(c, schema, with_labels=True) for c in generate_column_chunks(model, n, seed)]
-    return pd.concat(parts, ignore_index=True)
+
+    def to_frame(cells: dict) -> pd.DataFrame:
+        return frame_from_columns(raw_columns(cells, schema), schema, with_labels=True)
+
+    return pd.concat(generate_column_chunks(model, n, seed, transform=to_frame), ignore_index=True)
 
 
 def dataset_metadata(model: CompiledModel, n: int, seed: int) -> dict[str, str]:
@@ -197,33 +103,59 @@ def dataset_metadata(model: CompiledModel, n: int, seed: int) -> dict[str, str]:
     }
 
 
+def parquet_table(cells: dict, schema: Schema) -> pa.Table:
+    """Cells as the typed Parquet table of pipeline.intake.frames.parquet_table_from_columns (categories
+    dictionary-encoded, yes/no and numbers float64 with nulls, int8 labels), built from the codes."""
+    arrays = [pa.array(cells[schema.id_column], pa.string())]
+    for col in schema.columns:
+        v = cells[col.name]
+        if col.kind == "category":
+            arrays.append(pa.DictionaryArray.from_arrays(pa.array(v, mask=v < 0), pa.array(list(col.categories))))
+        elif col.kind == "yes_no":
+            arrays.append(pa.array(v, mask=v < 0).cast(pa.float64()))
+        else:
+            arrays.append(pa.array(v, mask=np.isnan(v)))
+    arrays += [pa.array(cells[label]) for label in schema.label_columns]
+    return pa.Table.from_arrays(arrays, names=[schema.id_column, *schema.column_names, *schema.label_columns])
+
+
+def number_steps(model: CompiledModel) -> dict[str, float]:
+    """The step each generated number is rounded to (person fields and labs)."""
+    labs = (*model.labs, *model.parent_labs)
+    return {name: d.step for name, d in model.population.numeric.items()} | {lab.name: lab.step for lab in labs}
+
+
 def write_dataset(model: CompiledModel, n: int, seed: int, out: Path, fmt: str, progress: bool = False) -> Path:
-    """Generate n rows to `out` (parquet or csv) via a temporary file renamed on success."""
+    """Generate n rows to `out` (parquet or csv) via a temporary file renamed on success.
+
+    CSV chunks are turned into text on the sampling threads, so this thread only writes bytes;
+    Parquet row groups are encoded here, one chunk per row group, while the next chunks are sampled.
+    """
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
     schema = model.kb.schema
     meta = {k.encode(): v.encode() for k, v in dataset_metadata(model, n, seed).items()}
 
-    def to_table(cols: dict) -> pa.Table:
-        if fmt == "parquet":
-            return parquet_table_from_columns(cols, schema, with_labels=True).replace_schema_metadata(meta)
-        return csv_table_from_columns(cols, schema, with_labels=True)
+    def to_parquet_table(cells: dict) -> pa.Table:
+        return parquet_table(cells, schema).replace_schema_metadata(meta)
 
-    tables = generate_column_chunks(model, n, seed, transform=to_table)
+    text = CsvText(schema, number_steps(model)) if fmt == "csv" else None
+    chunks = generate_column_chunks(model, n, seed, transform=text.body if text else to_parquet_table)
     if progress:
         from tqdm import tqdm
 
-        tables = tqdm(tables, total=-(-n // CHUNK_ROWS), unit="chunk", desc="generate")
+        chunks = tqdm(chunks, total=-(-n // CHUNK_ROWS), unit="chunk", desc="generate")
     with atomic_paths(out) as (tmp,):
-        writer = None
-        for table in tables:
-            if writer is None and fmt == "parquet":
-                writer = pq.ParquetWriter(tmp, table.schema)
-            elif writer is None:
-                # Generated ids and category names hold no comma, quote or line break: no quoting.
-                options = pacsv.WriteOptions(quoting_style="none")
-                writer = pacsv.CSVWriter(tmp, table.schema, write_options=options)
-            writer.write_table(table)
-        if writer is not None:
-            writer.close()
+        if fmt == "parquet":
+            writer = None
+            for table in chunks:
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+            if writer is not None:
+                writer.close()
+        else:
+            with open(tmp, "wb") as f:
+                f.write(text.header())
+                for body in chunks:
+                    f.write(body)
     return Path(out)

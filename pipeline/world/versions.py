@@ -11,10 +11,17 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent
 # What the generator's output depends on: the loader (how the KB is read), the compiled network,
 # the sampler and the typed/CSV/Parquet forms it writes.
-GENERATOR_SOURCES = ("contract/*.py", "world/network.py", "world/generate.py", "intake/frames.py")
+GENERATOR_SOURCES = (
+    "contract/*.py",
+    "world/network.py",
+    "world/sampling.py",
+    "world/generate.py",
+    "world/csv_text.py",
+    "intake/frames.py",
+)
 # What the oracle's posteriors depend on: the loader, the network and every inference module.
 ORACLE_SOURCES = ("contract/*.py", "world/*.py")
-ORACLE_EXCLUDED = ("generate.py", "examples.py", "oracle_job.py", "versions.py")
+ORACLE_EXCLUDED = ("sampling.py", "generate.py", "csv_text.py", "examples.py", "oracle_job.py", "versions.py")
 
 
 def _sources_hash(patterns: tuple[str, ...], excluded: tuple[str, ...] = ()) -> str:
