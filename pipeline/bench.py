@@ -175,7 +175,7 @@ def champion_form() -> str:
     from pipeline.tracking.registry import CHAMPION_URI, load_for_scoring
 
     loaded = load_for_scoring(CHAMPION_URI, default_schema())
-    form = "its compact scoring form" if isinstance(loaded.model, CompactModel) else "in full (no compact form)"
+    form = "with its compact scoring form" if isinstance(loaded.model, CompactModel) else "in full (no compact form)"
     return f"champion version {loaded.version}, scored {form}"
 
 

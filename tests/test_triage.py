@@ -273,3 +273,15 @@ def test_a_higher_probability_never_lowers_triage(case, condition):
     cause = SCHEMA.cause_of(condition)
     higher[f"p_cause_{cause}"] = max(higher[f"p_cause_{cause}"], 0.9)
     assert _levels([form], higher)[0] <= _levels([form], probs)[0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([0.0, 0.01, 0.05, 0.3, 0.3, 0.5, 1.0]), min_size=21, max_size=21), min_size=1))
+def test_the_likeliest_conditions_are_a_stable_sorts_first(rows):
+    """Top conditions by repeated argmax are the first of a stable sort, ties in column order."""
+    import numpy as np
+
+    from pipeline.scoring.triage import _likeliest
+
+    p = np.array(rows)
+    np.testing.assert_array_equal(_likeliest(p, 3), np.argsort(-p, axis=1, kind="stable")[:, :3])

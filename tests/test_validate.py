@@ -133,3 +133,31 @@ def test_record_id_length_is_counted_in_characters(tmp_path):
     assert typed["record_id"].tolist() == ["東" * 64, "a" * 64]
     assert rejects[["row", "field"]].values.tolist() == [[2, "record_id"], [4, "record_id"]]
     assert rejects["reason"].str.contains("longer than 64").all()
+
+
+def test_repeated_ids_are_exact_even_when_every_hash_collides(tmp_path, monkeypatch):
+    """Ids are looked up by a 64-bit hash and confirmed on the ids themselves: with every hash the
+    same, only the true repeats are rejected, each naming its first row."""
+    import pipeline.intake.seen_ids as seen_ids
+
+    ids = [f"p{i % 700}" if i % 3 else f"q{i}" for i in range(2000)]
+    path = write_intake(tmp_path / "in.csv", [base_row(rid) for rid in ids])
+
+    def validated_in_chunks() -> tuple[pd.DataFrame, pd.DataFrame]:
+        chunks = list(iter_validated(path, SCHEMA, block_bytes=4096))
+        assert len(chunks) > 10  # repeats far from their first use
+        return pd.concat([c.typed for c in chunks]), pd.concat([c.rejects for c in chunks], ignore_index=True)
+
+    expected = validated_in_chunks()
+    monkeypatch.setattr(seen_ids, "_hashes", lambda keys: np.zeros(len(keys), dtype=np.int64))
+    colliding = validated_in_chunks()
+    pd.testing.assert_frame_equal(colliding[0], expected[0])
+    pd.testing.assert_frame_equal(colliding[1], expected[1])
+    first: dict[str, int] = {}
+    repeats = []
+    for row, rid in enumerate(ids, start=1):
+        if rid in first:
+            repeats.append((row, f"repeated record_id (first used at row {first[rid]})"))
+        first.setdefault(rid, row)
+    rejects = expected[1]
+    assert list(zip(rejects["row"].tolist(), rejects["reason"].tolist(), strict=True)) == repeats

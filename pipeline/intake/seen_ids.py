@@ -14,9 +14,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+POSITION = np.int32  # an id's place among those kept (2**31 distinct ids: no intake file is that long)
+
 
 def _hashes(ids: list[str]) -> np.ndarray:
     return np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+
+
+def _merged(first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]) -> tuple:
+    """Two sorted runs of (hashes, positions) as one, without sorting again (a merge in place of an
+    argsort: the largest merges happen late in a long file, so their temporaries set its peak memory)."""
+    (h1, p1), (h2, p2) = first, second
+    at = np.searchsorted(h1, h2, side="right") + np.arange(len(h2))  # where each of the second goes
+    from_first = np.ones(len(h1) + len(h2), dtype=bool)
+    from_first[at] = False
+    hashes, positions = np.empty(len(from_first), dtype=h1.dtype), np.empty(len(from_first), dtype=p1.dtype)
+    hashes[at], hashes[from_first] = h2, h1
+    positions[at], positions[from_first] = p2, p1
+    return hashes, positions
 
 
 class SeenIds:
@@ -75,17 +90,15 @@ class SeenIds:
     def _add(self, ids: pa.Array, rows: np.ndarray, hashes: np.ndarray, places: np.ndarray | None = None) -> None:
         start = self._starts[-1]
         order = np.argsort(hashes, kind="stable")
-        self._runs.append((hashes[order], start + order))
+        self._runs.append((hashes[order], (start + order).astype(POSITION)))
         self._ids.append(ids)
         self._rows.append(rows)
         if self._places is not None:
             self._places.append(np.full(len(ids), "", dtype=object) if places is None else places)
         self._starts.append(start + len(ids))
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
-            (h1, p1), (h2, p2) = self._runs[-2], self._runs.pop()
-            merged = np.concatenate([h1, h2])
-            order = np.argsort(merged, kind="stable")
-            self._runs[-1] = (merged[order], np.concatenate([p1, p2])[order])
+            second = self._runs.pop()
+            self._runs[-1] = _merged(self._runs[-1], second)
 
     def first_use(self, ids, rows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(row of the first use of each id, its own row when new; where, "" for this source, or None

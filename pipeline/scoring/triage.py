@@ -56,6 +56,20 @@ _JOINED: dict[tuple, dict[int, str]] = {}  # the joined text of each list seen, 
 _JOINED_MAX = 100_000
 
 
+def _likeliest(p: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) column indices of each row's k largest values, largest first, ties by column:
+    the first k of a stable sort of -p, found by k passes of argmax (which takes the first of ties)."""
+    k = min(k, p.shape[1])
+    if np.isnan(p).any():  # argmax would take a NaN for the largest
+        return np.argsort(-p, axis=1, kind="stable")[:, :k]
+    rest, rows = p.copy(), np.arange(len(p))
+    out = np.empty((len(p), k), dtype=np.int64)
+    for j in range(k):
+        out[:, j] = np.argmax(rest, axis=1)
+        rest[rows, out[:, j]] = -np.inf
+    return out
+
+
 def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) -> dict[str, pa.Array]:
     """top_conditions, triage, red_flags and specialists for each row."""
     schema = kb.schema
@@ -65,7 +79,7 @@ def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) 
     fields, probabilities = _Columns(typed), _Columns(probs)
 
     cond = probs[[f"p_{c}" for c in schema.conditions]].to_numpy()
-    order = np.argsort(-cond, axis=1, kind="stable")[:, : schema.top_conditions_max]
+    order = _likeliest(cond, schema.top_conditions_max)
     shown = np.take_along_axis(cond, order, 1) >= schema.top_conditions_min_probability
     top = np.where(shown, order, -1)
 
