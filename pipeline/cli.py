@@ -100,6 +100,7 @@ def cmd_experiments(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from pipeline.contract.loader import default_knowledge_base
     from pipeline.intake.outputs import default_rejects_path
+    from pipeline.scoring.background import arrow_memory_returned_promptly
     from pipeline.scoring.score import score_file
     from pipeline.tracking.persistence import UntrustedModelError
     from pipeline.tracking.registry import CHAMPION_URI, ModelMismatchError, ModelUnavailableError, load_for_scoring
@@ -111,6 +112,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     if to_stdout and not args.rejects:
         raise UserError("--output - writes the scores to standard output: name the rejects file with --rejects")
     report = sys.stderr if to_stdout else sys.stdout
+    arrow_memory_returned_promptly()
     kb = default_knowledge_base()
     uri = args.model or CHAMPION_URI
     if Path(uri).exists():
@@ -258,9 +260,20 @@ def _version() -> str:
     return f"leg-fatigue-pipeline {version} (intake schema version {default_schema().version})"
 
 
+class _VersionAction(argparse.Action):
+    """`--version`, worked out only when asked for (reading the schema loads numpy and pandas)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default, help="show the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=_program_name(), description=f"Leg-fatigue risk scoring. {DISCLAIMER}")
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="sample synthetic intake records with their true conditions")
@@ -362,10 +375,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = build_parser().parse_args(argv)
+    if args.command == "score":
+        # The scorer runs its stages in threads of its own; a matrix product spreading over the same
+        # cores only competes with them (read when numpy loads: no effect if it is loaded already).
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from pipeline.contract.knowledge import KnowledgeBaseError
     from pipeline.intake.errors import IntakeFormatError
 
-    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (UserError, IntakeFormatError, KnowledgeBaseError) as err:

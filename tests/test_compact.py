@@ -130,3 +130,12 @@ def test_another_format_or_a_damaged_file_is_refused(quick_model, tmp_path):
     (tmp_path / "damaged.npz").write_bytes(path.read_bytes()[:100])
     with pytest.raises(CompactFormError, match="not a compact scoring file"):
         CompactModel.load(tmp_path / "damaged.npz")
+
+
+def test_yes_no_values_other_than_validation_makes_are_reproduced_too(quick_model, forms, tmp_path):
+    """Products of yes/no fields are computed as an `and` only for 1.0, 0.0 and blank values."""
+    odd = forms.head(50).copy()
+    odd["diabetes"] = 0.5
+    compact = round_trip(quick_model, tmp_path)
+    expected = np.asarray(quick_model.base_.named_steps["features"].transform(odd), dtype=float)
+    np.testing.assert_array_equal(compact.features(odd), expected)

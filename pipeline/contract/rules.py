@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from pipeline.contract.schema import Schema
 
@@ -94,8 +94,12 @@ def _check_field_test(test: dict, schema: Schema, where: str) -> None:
         _number(test, op, where)
 
 
-def rule_holds(test: dict, typed: pd.DataFrame, probs: pd.DataFrame) -> np.ndarray:
-    """Where a rule holds, row by row; a blank field satisfies no field test."""
+def rule_holds(test: dict, typed: Mapping, probs: Mapping) -> np.ndarray:
+    """Where a rule holds, row by row; a blank field satisfies no field test.
+
+    `typed` and `probs` are frames (a typed intake frame, the probabilities) or mappings from
+    column name to an array of the same values (categories as text, blanks NaN or None).
+    """
     if "all" in test:
         return np.logical_and.reduce([rule_holds(t, typed, probs) for t in test["all"]])
     if "any" in test:
@@ -105,10 +109,10 @@ def rule_holds(test: dict, typed: pd.DataFrame, probs: pd.DataFrame) -> np.ndarr
     op = next((k for k in test if k in COMPARE), None)
     if "prob" in test or "cause" in test:
         column = f"p_{test['prob']}" if "prob" in test else f"p_cause_{test['cause']}"
-        return COMPARE[op](probs[column].to_numpy(), test[op])
+        return COMPARE[op](np.asarray(probs[column]), test[op])
     values = typed[test["field"]]
     if "is" in test:
-        return values.to_numpy(dtype=float) == (1.0 if test["is"] == "yes" else 0.0)
+        return np.asarray(values, dtype=float) == (1.0 if test["is"] == "yes" else 0.0)
     if "in" in test:
-        return values.isin(test["in"]).to_numpy()
-    return COMPARE[op](values.to_numpy(dtype=float), test[op])  # NaN compares False
+        return np.isin(np.asarray(values, dtype=object), list(test["in"]))
+    return COMPARE[op](np.asarray(values, dtype=float), test[op])  # NaN compares False

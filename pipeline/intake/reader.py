@@ -25,7 +25,7 @@ from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.records import RECORD_CAP, Segment, count_line_ends, iter_segments
 from pipeline.intake.source import Opened, not_text_message
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = 2 << 20  # a few thousand rows: parsed in cache, and memory stays flat and small
 DELIMITERS = (",", ";", "\t")
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
 
@@ -71,6 +71,7 @@ class CsvReader:
         delimiter: str | None = None,
         block_bytes: int = BLOCK_BYTES,
         record_cap: int = RECORD_CAP,
+        tentative: bool = True,
     ):
         self.name, self.block_bytes, self._opened = opened.name, block_bytes, opened
         head = opened.head
@@ -81,7 +82,7 @@ class CsvReader:
             hint = "; it looks like UTF-16 text: say so with --encoding utf-16" if utf16 else ""
             raise IntakeFormatError(f"{self.name}: not a CSV text file (it contains NUL bytes{hint})")
         self.delimiter = delimiter_option(delimiter) if delimiter else detect_delimiter(head)
-        self._segments = iter_segments(head, opened.read, self.delimiter, block_bytes, record_cap)
+        self._segments = iter_segments(head, opened.read, self.delimiter, block_bytes, record_cap, tentative)
         self._lines, self._after_cr = 0, False
         first = next(self._segments)
         self._check(first)
@@ -93,7 +94,7 @@ class CsvReader:
         except csv.Error as err:
             raise IntakeFormatError(f"{self.name}: not a readable CSV header ({err})") from None
 
-    def _check(self, segment: Segment) -> None:
+    def _check(self, segment: Segment, count: bool = True) -> None:
         """Check the segment is UTF-8 (an error names the line of its first bad byte); count its lines."""
         data = segment.data
         if not self._opened.utf8_checked and not data.isascii():
@@ -102,8 +103,9 @@ class CsvReader:
             except UnicodeDecodeError as err:
                 line = self._lines + count_line_ends(data[: err.start], self._after_cr)[0] + 1
                 raise IntakeFormatError(not_text_message(self.name, None, line, data[err.start])) from None
-        self._lines += segment.lines
-        self._after_cr = data[-1:] == b"\r"
+        if count:
+            self._lines += segment.lines
+            self._after_cr = data[-1:] == b"\r"
 
     def chunks(self, names: list[str], schema: Schema, keep: list[str] | None = None) -> Iterator[RawChunk]:
         """The data rows in order, as string tables whose columns are `names` (one per header cell),
@@ -114,6 +116,19 @@ class CsvReader:
         size = 0
         try:
             for segment in self._segments:
+                if segment.tentative:  # whole lines: parsed alone, kept if its records are its lines
+                    if batch:
+                        yield self._chunk(batch)
+                        batch, size = [], 0
+                    self._check(segment, count=False)
+                    chunk = self._parse(segment.data, segment)
+                    if chunk is None:
+                        segment.retry = True  # the same bytes come again, cut by the quoting rules
+                        continue
+                    self._lines += segment.lines
+                    self._after_cr = False
+                    yield chunk
+                    continue
                 batch.append(segment)
                 size += len(segment.data)
                 if size >= self.block_bytes // 2:  # a block read is a little short of block_bytes
@@ -127,7 +142,7 @@ class CsvReader:
     def _chunk(self, batch: list[Segment]) -> RawChunk:
         for segment in batch:
             self._check(segment)
-        return self._parse(batch)
+        return self._parse.records(batch)
 
 
 class _Parser:
@@ -166,7 +181,9 @@ class _Parser:
         fields = _fields(before, self.delimiter) if before else []
         return fields[self.id_index] if self.id_index < len(fields) - 1 else ""
 
-    def __call__(self, batch: list[Segment]) -> RawChunk:
+    def _read(self, data: bytes) -> tuple[pa.Table, list[dict], list[int]]:
+        """The records of `data`: a table of the well-formed ones, reject lines and record numbers of
+        the others (a wrong number of fields)."""
         n_fields = len(self.names)
         malformed: list[dict] = []
         numbers: list[int] = []
@@ -179,25 +196,41 @@ class _Parser:
             malformed.append(self._reject(row.text, reason))
             return "skip"
 
+        if not data:
+            return pa.table({n: pa.array([], pa.string()) for n in self.keep}), malformed, numbers
+        table = pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=self.names, use_threads=False, block_size=len(data) + 1),
+            parse_options=pacsv.ParseOptions(
+                delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
+            ),
+            convert_options=self.convert,
+        )
+        return table, malformed, numbers
+
+    def __call__(self, data: bytes, segment: Segment) -> RawChunk | None:
+        """A tentative segment (whole lines) as a chunk, or None when its records are not its
+        non-empty lines (a quoted field spans lines, or a quote never closes)."""
+        try:
+            table, malformed, numbers = self._read(data)
+        except pa.ArrowInvalid:
+            return None
+        if table.num_rows + len(malformed) != segment.records:
+            return None
+        return self._numbered([segment], table, malformed, numbers)
+
+    def records(self, batch: list[Segment]) -> RawChunk:
+        """Runs of whole records, and bad records between them, as one chunk."""
         good = [s.data for s in batch if not s.bad]
-        data = good[0] if len(good) == 1 else b"".join(good)
-        if data:
-            try:
-                table = pacsv.read_csv(
-                    io.BytesIO(data),
-                    read_options=pacsv.ReadOptions(
-                        column_names=self.names, use_threads=False, block_size=len(data) + 1
-                    ),
-                    parse_options=pacsv.ParseOptions(
-                        delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid
-                    ),
-                    convert_options=self.convert,
-                )
-            except pa.ArrowInvalid as err:
-                message = str(err).splitlines()[0]
-                raise IntakeFormatError(f"{self.name}: not a readable CSV file ({message})") from None
-        else:
-            table = pa.table({n: pa.array([], pa.string()) for n in self.keep})
+        try:
+            table, malformed, numbers = self._read(good[0] if len(good) == 1 else b"".join(good))
+        except pa.ArrowInvalid as err:
+            message = str(err).splitlines()[0]
+            raise IntakeFormatError(f"{self.name}: not a readable CSV file ({message})") from None
+        return self._numbered(batch, table, malformed, numbers)
+
+    def _numbered(self, batch: list[Segment], table: pa.Table, malformed: list[dict], numbers: list[int]) -> RawChunk:
+        """The chunk with every row's position in the source (bad records counted where they were)."""
         n_records = table.num_rows + len(malformed)
         record_numbers = np.arange(1, n_records + 1)
         good_numbers = np.setdiff1d(record_numbers, np.array(numbers, dtype=np.int64))

@@ -17,6 +17,13 @@ number of fields is cut the same way after its first line when that line alone (
 text) has the header's fields (two stray quotes closing each other); otherwise it is one record
 with the wrong number of fields (a line break inside a value, and a field missing or extra).
 So one stray quote costs one rejected row, not the rest of the file, and memory stays flat.
+
+With `tentative=True` a buffer whose lines are all short enough is first offered whole, cut at
+its last line end, as if no quoted field ran over a line end (the usual export): the consumer
+parses it and checks that its records are its non-empty lines. If they are not (a quoted field
+does span lines, or a quote never closes), the consumer sets `retry` on that segment before
+asking for the next one, and the same bytes come again cut by the rules above. Finding line ends
+is much cheaper than following every quote, and a quoted export has a hundred quotes a row.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ class Segment:
     lines: int  # line ends in `data`
     bad: str = ""
     open_at: int = -1  # in a bad record: offset of the quote that never closes, -1 if none
+    tentative: bool = False  # whole lines, assuming no quoted field spans lines (see the module doc)
+    retry: bool = False  # set by the consumer of a tentative segment whose records are not its lines
 
 
 def count_line_ends(data: bytes, after_cr: bool = False) -> tuple[int, bool]:
@@ -211,12 +220,62 @@ def _first_bad(scan: _Scan, buf: bytes, pos: int, ends: np.ndarray, n_fields: in
     return _Bad(start, line_end + 1, reason, scan.opener(start, line_end))
 
 
+def _whole_lines(buf: bytes, final: bool, delimiter: int, cap: int) -> Segment | None:
+    """A tentative segment of `buf`'s whole lines (up to its last line end, or all of it at the
+    end of the input), or None when they cannot be one: no line end, a lone CR as a line end, a
+    line longer than the cap, or quotes still open at the end, read from the start of the last
+    non-empty line (a parser takes the end of its input as closing them, so its record count would
+    not tell: a record running on from that line to the end has only empty lines after it)."""
+    cut = len(buf) if final else buf.rfind(b"\n") + 1
+    if not cut:
+        return None
+    data = buf[:cut] if cut < len(buf) else buf
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        return None
+    if not _lines_within(data, cap):
+        return None
+    body = data.rstrip(b"\r\n")
+    last = data[body.rfind(b"\n") + 1 :]
+    if b'"' in last and _Scan(last, delimiter, True).open_at(0, np.array([len(last)]))[0]:
+        return None  # quotes still open at the end (a record could run on to it over empty lines)
+    lines = data.count(b"\n")
+    records = lines + int(not data.endswith(b"\n")) - _empty_lines(data)
+    return Segment(data, records, lines, tentative=True)
+
+
+def _lines_within(data: bytes, cap: int) -> bool:
+    """Whether no line of `data` (line end included) is longer than `cap` bytes."""
+    step = max(cap // 2, 1)
+    if all(data.find(b"\n", k, k + step) >= 0 for k in range(0, len(data) - step, step)):
+        return True  # a line end in every stretch of cap/2 bytes: no line reaches cap
+    stops = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == LF) + 1
+    if len(stops) == 0 or stops[-1] != len(data):
+        stops = np.append(stops, len(data))
+    return bool(np.diff(stops, prepend=0).max() <= cap)
+
+
+def _empty_lines(data: bytes) -> int:
+    """Lines of `data` that hold nothing but their line end (LF or CRLF)."""
+    if not (data.startswith((b"\n", b"\r\n")) or b"\n\n" in data or b"\n\r\n" in data):
+        return 0
+    arr = np.frombuffer(data, dtype=np.uint8)
+    stops = np.flatnonzero(arr == LF) + 1
+    lengths = np.diff(stops, prepend=0)
+    return int(((lengths == 1) | ((lengths == 2) & (arr[stops - 2] == CR))).sum())
+
+
 def iter_segments(
-    first: bytes, read: Callable[[int], bytes], delimiter: str, block_bytes: int, cap: int = RECORD_CAP
+    first: bytes,
+    read: Callable[[int], bytes],
+    delimiter: str,
+    block_bytes: int,
+    cap: int = RECORD_CAP,
+    tentative: bool = False,
 ) -> Iterator[Segment]:
     """The stream (`first`, then read(block_bytes) until b"") as segments: the header record
     alone first, then runs of whole records of about block_bytes, and bad records between them.
-    A bad first record (the header) ends the segments."""
+    A bad first record (the header) ends the segments. With `tentative`, whole lines are offered
+    first (see the module doc)."""
     delim = ord(delimiter)
     pending, final, need_read, after_cr = first, False, not first, False
     n_fields = 0  # the header's, once read
@@ -239,6 +298,15 @@ def iter_segments(
                 skipping, block = None, block[cut:] if cut else b""
             pending += block
         need_read = True
+        if tentative and n_fields and skipping is None and pending:
+            lines = _whole_lines(pending, final, delim, cap)
+            if lines is not None:
+                yield lines
+                if not lines.retry:
+                    pending = pending[len(lines.data) :]
+                    if final:
+                        return
+                    continue
         scan, pos = _Scan(pending, delim, final), 0
         while True:
             ends = scan.record_ends(pos)

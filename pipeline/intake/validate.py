@@ -4,6 +4,12 @@ Implements the value conventions of docs/intake-form.md exactly: case-insensitiv
 spaces ignored; `NA`, `N/A`, `null`, `none` and the empty cell mean unknown; numbers are
 decimals with `.` (or a decimal comma, when the source uses one) inside hard bounds; a bad cell
 rejects its row (not the file). Vectorised with pyarrow compute; no I/O.
+
+Most cells are spelled the way exports spell them (`yes`, `No`, an empty cell, a plain decimal),
+so each column is read first through a fast path: a yes/no or category cell is looked up among
+the usual spellings (whose outcome was worked out once by the full rules), a number cell that is
+already a plain decimal is parsed directly. Only the other cells (spaces to trim, odd spellings,
+junk) go through the full rules, `_typed_column`, which define the outcome of every cell.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.contract.schema import Column, Schema
-from pipeline.intake.frames import empty_typed_frame, typed_frame_dtypes
+from pipeline.intake.frames import empty_typed_frame
+from pipeline.intake.seen_ids import SeenIds
 
 DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
 
@@ -26,54 +33,6 @@ class Validated:
     typed: pd.DataFrame  # valid rows, index = 1-based data-row position
     rejects: pd.DataFrame  # row, record_id, field, value, reason
     warnings: list[str] = field(default_factory=list)
-
-
-class SeenIds:
-    """Record ids used so far in a source, with the row of each first use: exact, and compact
-    (Arrow strings and an int64 array rather than a dict of Python strings).
-
-    `earlier(ids, rows, places)` starts one that already knows ids first used in other sources
-    (an engine reading many files): a use of one of them is a repeat, and its reason names the
-    place, e.g. `repeated record_id (first used at row 6 of a.csv)`.
-    """
-
-    def __init__(self):
-        self.ids = pa.array([], pa.string())
-        self.rows = np.empty(0, dtype=np.int64)
-        self.places: np.ndarray | None = None  # per id: where it was first used ("" for this source)
-
-    @classmethod
-    def earlier(cls, ids, rows, places) -> SeenIds:
-        """Knowing distinct `ids` as first used at `rows` of the sources `places` names."""
-        seen = cls()
-        seen.ids = pc.cast(ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()), pa.string())
-        seen.rows = np.asarray(rows, dtype=np.int64)
-        seen.places = np.asarray(places, dtype=object)
-        return seen
-
-    def first_use(self, ids: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(row of the first use of each id, its own row when new; where, "" for this source, or
-        None when every id known was first used in this source). Records the new ones."""
-        first = rows.copy()
-        place = None if self.places is None else np.full(len(rows), "", dtype=object)
-        keep = np.flatnonzero(valid)
-        if not len(keep):
-            return first, place
-        chunk_ids = pa.array(ids[keep], pa.string())
-        earlier = pc.index_in(chunk_ids, value_set=self.ids).to_numpy(zero_copy_only=False)
-        known = ~np.isnan(earlier.astype(float))
-        within = pd.Series(rows[keep]).groupby(ids[keep], sort=False).transform("first").to_numpy()
-        index = np.nan_to_num(earlier.astype(float)).astype(np.int64)
-        prior = self.rows[index] if len(self.rows) else np.zeros(len(index), dtype=np.int64)
-        first[keep] = np.where(known, prior, within)
-        if place is not None:
-            place[keep] = np.where(known, self.places[index] if len(self.places) else "", "")
-        new = ~known & (within == rows[keep])
-        self.ids = pa.concat_arrays([self.ids, chunk_ids.filter(pa.array(new))])
-        self.rows = np.concatenate([self.rows, rows[keep][new]])
-        if self.places is not None:
-            self.places = np.concatenate([self.places, np.full(int(new.sum()), "", dtype=object)])
-        return first, place
 
 
 def empty_rejects(schema: Schema) -> pd.DataFrame:
@@ -144,6 +103,122 @@ def _typed_column(
     return values, bad, reason
 
 
+@dataclass(frozen=True)
+class _Spellings:
+    """The usual spellings of a yes/no or category column's cells, and the outcome of each."""
+
+    text: pa.Array
+    values: np.ndarray
+    bad: np.ndarray
+    reasons: np.ndarray
+
+
+_SPELLINGS: dict[tuple[int, str, bool], tuple[Schema, _Spellings]] = {}
+
+
+def _spellings(col: Column, schema: Schema, decimal_comma: bool) -> _Spellings:
+    """Every accepted word in lower, Title and UPPER case, the missing markers likewise, and the
+    empty cell; their outcomes come from the full rules (`_typed_column`). Worked out once per
+    schema and column."""
+    key = (id(schema), col.name, decimal_comma)
+    cached = _SPELLINGS.get(key)
+    if cached is None or cached[0] is not schema:
+        cached = _SPELLINGS[key] = (schema, _spelled(col, schema, decimal_comma))
+    return cached[1]
+
+
+def _spelled(col: Column, schema: Schema, decimal_comma: bool) -> _Spellings:
+    words = sorted(schema.yes_values | schema.no_values) if col.kind == "yes_no" else list(col.categories)
+    words += sorted(schema.missing_markers)
+    text = pa.array(sorted({w for word in words for w in (word, word.lower(), word.title(), word.upper())}))
+    markers = pa.array(sorted(schema.missing_markers))
+    values, bad, reasons = _typed_column(col, _Column(text, markers), schema, decimal_comma)
+    return _Spellings(text, values, bad, reasons)
+
+
+Decided = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # values, bad, reasons of the bad, other
+
+
+def _fast_words(cols: list[Column], raws: list[pa.Array], schema: Schema, decimal_comma: bool) -> list[Decided]:
+    """The fast path for yes/no or category columns that share their words and rules: every cell
+    looked up at once among the usual spellings. Per column: (values, bad, reasons of the bad
+    cells, other: the cells the fast path cannot decide)."""
+    known = _spellings(cols[0], schema, decimal_comma)
+    cells = pa.concat_arrays(raws) if len(raws) > 1 else raws[0]
+    index = pc.fill_null(pc.index_in(cells, value_set=known.text), -1).to_numpy(zero_copy_only=False)
+    index = index.reshape(len(raws), -1)
+    other = index < 0
+    index = np.where(other, 0, index)
+    values, bad = known.values[index], known.bad[index] & ~other
+    return [(values[j], bad[j], known.reasons[index[j][bad[j]]], other[j]) for j in range(len(raws))]
+
+
+def _fast_numbers(cols: list[Column], raws: list[pa.Array]) -> list[Decided]:
+    """The fast path for number columns, all at once: an empty cell is blank, a plain decimal (nothing
+    to trim or replace) is parsed and checked against its column's bounds. As `_fast_words`."""
+    cells = pa.concat_arrays(raws) if len(raws) > 1 else raws[0]
+    empty = pc.equal(pc.binary_length(cells), 0).to_numpy(zero_copy_only=False)
+    filled = np.flatnonzero(~empty)  # labs are mostly blank: read only the filled cells
+    text = cells.take(pa.array(filled)) if len(filled) < len(cells) else cells
+    plain_filled = _np_bool(pc.match_substring_regex(text, DECIMAL))
+    parsed = pc.cast(pc.if_else(pa.array(plain_filled), text, pa.scalar(None, pa.string())), pa.float64())
+    plain, values = np.zeros(len(cells), dtype=bool), np.full(len(cells), np.nan)
+    plain[filled], values[filled] = plain_filled, parsed.to_numpy(zero_copy_only=False)
+    shape = (len(raws), -1)
+    plain, values, empty = plain.reshape(shape), values.reshape(shape), empty.reshape(shape)
+    low = plain & (values < np.array([[c.min] for c in cols]))
+    high = plain & (values > np.array([[c.max] for c in cols]))
+    bad = low | high
+    whole = np.array([[c.kind == "integer"] for c in cols])
+    fractional = whole & plain & ~bad & (values != np.round(values))
+    blank = empty & np.array([[c.required] for c in cols])
+    bad |= fractional | blank
+    values = np.where(plain & ~bad, values, np.nan)
+    out = []
+    for j, col in enumerate(cols):
+        b = bad[j]
+        reasons = np.select(
+            [blank[j][b], low[j][b], high[j][b]],
+            ["required field is blank", f"below the minimum {col.min:g}", f"above the maximum {col.max:g}"],
+            "not a whole number",
+        ).astype(object)
+        out.append((values[j], b, reasons, ~(plain[j] | empty[j])))
+    return out
+
+
+def _validated_columns(
+    table: pa.Table, names: dict[str, str], schema: Schema, markers: pa.Array, decimal_comma: bool
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]]:
+    """(values, bad, reasons of the bad cells, raw cells) of every schema column the table has: the
+    fast path for columns grouped by their rules, then the full rules for the cells it left."""
+    present = [col for col in schema.columns if col.name in names]
+    raws = {col.name: pc.cast(table.column(names[col.name]).combine_chunks(), pa.string()) for col in present}
+    groups: dict[tuple, list[Column]] = {}
+    for col in present:
+        key = ("number",) if col.kind in ("integer", "number") else (col.kind, col.categories, col.required)
+        groups.setdefault(key, []).append(col)
+    fast = {}
+    for key, cols in groups.items():
+        group = [raws[c.name] for c in cols]
+        results = _fast_numbers(cols, group) if key == ("number",) else _fast_words(cols, group, schema, decimal_comma)
+        fast.update({c.name: r for c, r in zip(cols, results, strict=True)})
+    out = {}
+    for col in present:
+        values, bad, reasons, other = fast[col.name]
+        raw = raws[col.name]
+        if other.any():
+            where = np.flatnonzero(other)
+            sub_values, sub_bad, sub_reasons = _typed_column(col, _Column(raw.take(pa.array(where)), markers),
+                                                             schema, decimal_comma)  # fmt: skip
+            all_reasons = np.full(len(raw), "", dtype=object)
+            all_reasons[bad] = reasons
+            values, bad = values.copy(), bad.copy()
+            values[where], bad[where], all_reasons[where] = sub_values, sub_bad, sub_reasons
+            reasons = all_reasons[bad]
+        out[col.name] = (values, bad, reasons, raw)
+    return out
+
+
 def _id_cells(table: pa.Table, schema: Schema, names: dict[str, str]) -> tuple[pa.Array, _Column]:
     """The record_id cells as text, and trimmed with their blanks."""
     raw_id = pc.cast(table.column(names[schema.id_column]).combine_chunks(), pa.string())
@@ -153,8 +228,7 @@ def _id_cells(table: pa.Table, schema: Schema, names: dict[str, str]) -> tuple[p
 def learn_record_ids(table: pa.Table, rows: np.ndarray, schema: Schema, seen: SeenIds) -> None:
     """Record the ids of raw cells in `seen` as `validate_table` does, validating nothing else."""
     _, ids = _id_cells(table, schema, {name.strip(): name for name in table.column_names})
-    text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
-    seen.first_use(text, np.asarray(rows, dtype=np.int64), ~ids.blank)
+    seen.first_use(ids.text, np.asarray(rows, dtype=np.int64), ~ids.blank)
 
 
 def validate_table(
@@ -177,70 +251,73 @@ def validate_table(
     names = {name.strip(): name for name in table.column_names}
 
     raw_id, ids = _id_cells(table, schema, names)
-    id_text = np.asarray(ids.text.to_numpy(zero_copy_only=False), dtype=object)
     id_len = pc.utf8_length(ids.text).to_numpy(zero_copy_only=False)
-    raw_id_np = np.asarray(raw_id.to_numpy(zero_copy_only=False), dtype=object)
 
     bad_rows = np.zeros(n, dtype=bool)
     lines: list[pd.DataFrame] = []
 
-    def add(mask: np.ndarray, field_name: str, values: np.ndarray, reasons) -> None:
+    def add(mask: np.ndarray, field_name: str, raw: pa.Array, reasons) -> None:
+        """Reject lines for the cells in `mask`; `reasons` one text, or one per cell in `mask`."""
         if mask.any():
+            where = np.flatnonzero(mask)
+            picked = pa.array(where)
             lines.append(
                 pd.DataFrame(
                     {
-                        "row": rows[mask],
-                        "record_id": raw_id_np[mask],
+                        "row": rows[where],
+                        "record_id": np.asarray(raw_id.take(picked).to_numpy(zero_copy_only=False), dtype=object),
                         "field": field_name,
-                        "value": values[mask],
-                        "reason": reasons[mask] if isinstance(reasons, np.ndarray) else reasons,
+                        "value": np.asarray(raw.take(picked).to_numpy(zero_copy_only=False), dtype=object),
+                        "reason": reasons,
                     }
                 )
             )
 
     id_blank = ids.blank
-    add(id_blank, schema.id_column, raw_id_np, "record_id is blank")
+    add(id_blank, schema.id_column, raw_id, "record_id is blank")
     too_long = ~id_blank & (id_len > schema.id_max_length)
-    add(
-        too_long,
-        schema.id_column,
-        raw_id_np,
-        f"record_id is longer than {schema.id_max_length} characters",
-    )
-    first_row, first_place = first_seen.first_use(id_text, rows, ~id_blank)
+    add(too_long, schema.id_column, raw_id, f"record_id is longer than {schema.id_max_length} characters")
+    first_row, first_place = first_seen.first_use(ids.text, rows, ~id_blank)
     repeated = ~id_blank & (first_row != rows)
     if first_place is not None:  # ids first used in another source: a repeat whatever the row
         repeated |= ~id_blank & (first_place != "")
-    repeat_reason = np.full(n, "", dtype=object)
-    for i in np.flatnonzero(repeated):
-        of = f" of {first_place[i]}" if first_place is not None and first_place[i] else ""
-        repeat_reason[i] = f"repeated record_id (first used at row {first_row[i]}{of})"
-    add(repeated, schema.id_column, raw_id_np, repeat_reason)
+    if repeated.any():
+        where = np.flatnonzero(repeated)
+        of = [f" of {first_place[i]}" if first_place is not None and first_place[i] else "" for i in where]
+        repeat_reason = [
+            f"repeated record_id (first used at row {first_row[i]}{o})" for i, o in zip(where, of, strict=True)
+        ]
+        add(repeated, schema.id_column, raw_id, np.array(repeat_reason, dtype=object))
     bad_rows |= id_blank | too_long | repeated
 
-    out: dict[str, object] = {schema.id_column: id_text}
+    out: dict[str, np.ndarray] = {}
+    validated = _validated_columns(table, names, schema, markers, decimal_comma)
     for col in schema.columns:
         if col.name not in names:
             out[col.name] = np.full(n, np.nan)
             continue
-        raw = pc.cast(table.column(names[col.name]).combine_chunks(), pa.string())
-        values, bad, reason = _typed_column(col, _Column(raw, markers), schema, decimal_comma)
-        raw_np = np.asarray(raw.to_numpy(zero_copy_only=False), dtype=object)
-        add(bad, col.name, raw_np, reason)
+        values, bad, reasons, raw = validated[col.name]
+        add(bad, col.name, raw, reasons)
         bad_rows |= bad
         out[col.name] = values
 
-    keep = ~bad_rows
-    typed = _typed_frame({k: (v[keep]) for k, v in out.items()}, schema, rows[keep])
+    if bad_rows.any():
+        keep = np.flatnonzero(~bad_rows)
+        typed = _typed_frame(ids.text.take(pa.array(keep)), {k: v[keep] for k, v in out.items()}, schema, rows[keep])
+    else:
+        typed = _typed_frame(ids.text, out, schema, rows)
     rejects = pd.concat(lines, ignore_index=True) if lines else empty_rejects(schema)
     rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
     return Validated(typed=typed, rejects=rejects[list(schema.rejects_columns)])
 
 
-def _typed_frame(columns: dict[str, np.ndarray], schema: Schema, rows: np.ndarray) -> pd.DataFrame:
+STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' `str`: the typed frame's record_id
+
+
+def _typed_frame(ids: pa.Array, columns: dict[str, np.ndarray], schema: Schema, rows: np.ndarray) -> pd.DataFrame:
     if len(rows) == 0:
         return empty_typed_frame(schema)
-    data = {}
+    data: dict[str, object] = {schema.id_column: pd.array(ids, dtype=STR)}
     for col in schema.columns:
         v = columns[col.name]
         if col.kind == "category":
@@ -248,5 +325,4 @@ def _typed_frame(columns: dict[str, np.ndarray], schema: Schema, rows: np.ndarra
             data[col.name] = pd.Categorical.from_codes(codes, categories=list(col.categories))
         else:
             data[col.name] = v
-    frame = pd.DataFrame({schema.id_column: columns[schema.id_column], **data}, index=pd.Index(rows, name="row"))
-    return frame.astype(typed_frame_dtypes(schema))
+    return pd.DataFrame(data, index=pd.Index(rows, name="row"))

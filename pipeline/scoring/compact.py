@@ -26,6 +26,7 @@ import pandas as pd
 from scipy.special import expit
 
 FORMAT = "leg-fatigue-compact-scoring"
+BLOCK_ROWS = 1024  # rows whose features are made and multiplied at once
 FORMAT_VERSION = 1
 
 
@@ -46,6 +47,14 @@ class Block:
     categories: tuple[tuple[str, ...], ...] = ()  # one_hot: each column's levels, `blank` among them
     degree: int = 0  # spline
     pairs: tuple[tuple[str, str], ...] = ()  # products
+
+
+@dataclass
+class _Prepared:
+    """A chunk's columns as the features read them (see CompactModel._columns)."""
+
+    values: dict[str, np.ndarray]
+    splines: dict[int, list[tuple[np.ndarray, np.ndarray]]]  # block -> per column (basis table, row -> table row)
 
 
 def _save_text(value: dict) -> np.ndarray:
@@ -111,24 +120,48 @@ class CompactModel:
 
     # ------------------------------------------------------------------------------- features
 
+    def _columns(self, typed: pd.DataFrame) -> _Prepared:
+        """What the features read, per chunk: the numbers (NaN blank), each one-hot column's level
+        positions (-1 for a level the encoder does not know), and each spline column's basis for
+        each distinct value (a column holds a few hundred distinct values, mostly the imputed one)."""
+        values = {name: typed[name].to_numpy(dtype=np.float64) for name in self.numeric_columns}
+        splines = {}
+        for i, block in enumerate(self.blocks):
+            if block.kind == "one_hot":
+                for name, levels in zip(block.columns, block.categories, strict=True):
+                    values[name] = _level_positions(typed[name], levels)
+            elif block.kind == "spline":
+                x, _ = self._values(i, block, values)
+                tables = []
+                for j in range(x.shape[1]):
+                    inverse, distinct = pd.factorize(x[:, j])  # hashed, in order of appearance
+                    tables.append((self._basis_table(i, block, j, np.asarray(distinct, dtype=np.float64)), inverse))
+                splines[i] = tables
+        return _Prepared(values, splines)
+
     def features(self, typed: pd.DataFrame) -> np.ndarray:
         """(n, features) float64, C order: the fitted ColumnTransformer's output, bit for bit."""
-        n = len(typed)
-        values = {name: typed[name].to_numpy(dtype=np.float64) for name in self.numeric_columns}
-        out = np.empty((n, self.n_features), dtype=np.float64)
-        start = 0
+        out = np.empty((len(typed), self.n_features), dtype=np.float64)
+        self._features_into(self._columns(typed), 0, len(typed), out)
+        return out
+
+    def _features_into(self, prepared: _Prepared, start: int, stop: int, out: np.ndarray) -> None:
+        """The features of rows [start, stop) into `out` (stop - start rows)."""
+        values = {name: column[start:stop] for name, column in prepared.values.items()}
+        at = 0
         for i, block in enumerate(self.blocks):
-            view = out[:, start : start + block.width]
+            view = out[:, at : at + block.width]
             if block.kind == "impute":
                 self._impute(i, block, values, view)
             elif block.kind == "one_hot":
-                _one_hot(block, typed, view)
+                _one_hot(block, values, view)
             elif block.kind == "spline":
-                self._spline(i, block, values, view)
+                per = block.width // len(block.columns)
+                for j, (table, inverse) in enumerate(prepared.splines[i]):
+                    view[:, j * per : (j + 1) * per] = table[inverse[start:stop]]
             else:
                 _products(block, values, view)
-            start += block.width
-        return out
+            at += block.width
 
     def _values(self, i: int, block: Block, values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """The block's columns as an (n, k) float64 array, log-scaled and imputed as fitted."""
@@ -147,28 +180,34 @@ class CompactModel:
             view -= self.arrays[f"b{i}_mean"]
             view /= self.arrays[f"b{i}_scale"]
 
-    def _spline(self, i: int, block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
-        """Each column's B-spline basis; constant beyond the knots' range (SplineTransformer, `constant`)."""
-        x, _ = self._values(i, block, values)
-        knots, k = self.arrays[f"b{i}_knots"], block.degree
-        n, width = x.shape[0], view.shape[1]
-        per = knots.shape[1] - k - 1  # basis functions per column
-        low, high = knots[:, k], knots[:, -k - 1]
-        rows, cols = np.nonzero((low <= x) & (x <= high))
-        basis, first = _bspline_basis(knots[cols], k, x[rows, cols])
-        out = np.zeros((n, width))
-        out.reshape(-1)[(rows * width + cols * per + first)[:, None] + np.arange(k + 1)] = basis
-        per_column = out.reshape(n, -1, per)
-        rows, cols = np.nonzero(x < low)
-        per_column[rows, cols, :k] = self.arrays[f"b{i}_fmin"][cols, :k]
-        rows, cols = np.nonzero(x > high)
-        per_column[rows, cols, per - k :] = self.arrays[f"b{i}_fmax"][cols, per - k :]
-        view[:] = out
+    def _basis_table(self, i: int, block: Block, j: int, x: np.ndarray) -> np.ndarray:
+        """Column j's B-spline basis at each of the values x: (len(x), basis functions), constant
+        beyond the knots' range (SplineTransformer with `constant` extrapolation)."""
+        knots, k = self.arrays[f"b{i}_knots"][j : j + 1], block.degree
+        per = knots.shape[1] - k - 1
+        low, high = knots[0, k], knots[0, -k - 1]
+        table = np.zeros((len(x), per))
+        inside = np.flatnonzero((low <= x) & (x <= high))
+        basis, first = _bspline_basis(knots, k, x[inside], np.zeros(len(inside), dtype=np.int64))
+        table[inside[:, None], first[:, None] + np.arange(k + 1)] = basis
+        table[x < low, :k] = self.arrays[f"b{i}_fmin"][j, :k]
+        table[x > high, per - k :] = self.arrays[f"b{i}_fmax"][j, per - k :]
+        return table
 
     # ---------------------------------------------------------------------------- probabilities
 
     def predict_uncalibrated(self, typed: pd.DataFrame) -> np.ndarray:
-        return expit(self.features(typed) @ self.weights + self.bias)
+        """The base model's probabilities; the features are made a block of rows at a time into one
+        buffer (small enough to stay in cache), each block multiplied by the weights at once."""
+        n = len(typed)
+        columns = self._columns(typed)
+        logits = np.empty((n, self.weights.shape[1]), dtype=np.float64)
+        block = np.empty((min(n, BLOCK_ROWS), self.n_features), dtype=np.float64)
+        for start in range(0, n, BLOCK_ROWS):
+            rows = block[: min(BLOCK_ROWS, n - start)]
+            self._features_into(columns, start, start + len(rows), rows)
+            logits[start : start + len(rows)] = rows @ self.weights + self.bias
+        return expit(logits)
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         if self.calibration == "none":
@@ -202,16 +241,19 @@ class CompactModel:
         return p
 
 
-def _one_hot(block: Block, typed: pd.DataFrame, view: np.ndarray) -> None:
+def _level_positions(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
+    """The encoder's position of each row's category (a blank is the `blank` level; -1: unknown)."""
+    known = list(column.cat.categories)
+    position = np.array([levels.index(c) if c in levels else -1 for c in known] + [levels.index("blank")])
+    codes = column.cat.codes.to_numpy()
+    return position[np.where(codes < 0, len(known), codes)]
+
+
+def _one_hot(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
     view[:] = 0.0
     start = 0
     for name, levels in zip(block.columns, block.categories, strict=True):
-        column = typed[name]
-        known = list(column.cat.categories)
-        # the encoder's position of each typed category, and of a blank (the `blank` level)
-        position = np.array([levels.index(c) if c in levels else -1 for c in known] + [levels.index("blank")])
-        codes = column.cat.codes.to_numpy()
-        at = position[np.where(codes < 0, len(known), codes)]
+        at = values[name]
         rows = np.flatnonzero(at >= 0)
         view[rows, start + at[rows]] = 1.0
         start += len(levels)
@@ -221,24 +263,38 @@ def _products(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> 
     """Products of yes/no pairs, a blank counting as no (pipeline.learning.features.interaction_products)."""
     names = list(dict.fromkeys(name for pair in block.pairs for name in pair))
     index = {name: i for i, name in enumerate(names)}
-    x = np.nan_to_num(np.column_stack([values[name] for name in names]))
-    np.multiply(x[:, [index[a] for a, _ in block.pairs]], x[:, [index[b] for _, b in block.pairs]], out=view)
+    x = np.vstack([values[name] for name in names])  # one row per field: the gathers below copy rows
+    left, right = [index[a] for a, _ in block.pairs], [index[b] for _, b in block.pairs]
+    yes = x == 1.0
+    if np.all(yes | (x == 0.0) | np.isnan(x)):  # as validation makes them: then 1 x 1 is the only 1
+        view[:] = (yes[left] & yes[right]).T
+    else:
+        x = np.nan_to_num(x)
+        view[:] = (x[left] * x[right]).T
 
 
-def _bspline_basis(t: np.ndarray, k: int, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The k+1 non-zero B-spline basis values at each x, and the index of the first of them; row i of
-    `t` holds the knots for x[i], and x lies within [t[k], t[-k-1]]. De Boor's recursion in the
-    order scipy's `_deBoor_D` computes it, so the values are scipy's to the last bit."""
-    n_basis = t.shape[1] - k - 1
-    ell = np.clip((x[:, None] >= t).sum(axis=1) - 1, k, n_basis - 1)  # t[ell] <= x < t[ell + 1]
-    knot = np.take_along_axis
+def _bspline_basis(t: np.ndarray, k: int, x: np.ndarray, column: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The k+1 non-zero B-spline basis values at each x, and the index of the first of them; `t` holds
+    one row of knots per column, x[i] belongs to column[i] and lies within [t[k], t[-k-1]] of it.
+    De Boor's recursion in the order scipy's `_deBoor_D` computes it: the values are scipy's to the
+    last bit."""
+    n_knots = t.shape[1]
+    n_basis = n_knots - k - 1
+    # t[ell] <= x < t[ell + 1] (ell = n_basis - 1 at the right end): count the inner knots at or below x
+    ell = k + (x[:, None] >= t[:, k + 1 : n_basis][column]).sum(axis=1)
+    flat, base = t.reshape(-1), column * n_knots + ell
+    distinct = bool(np.all(np.diff(t, axis=1) > 0))  # no repeated knot: no empty interval to skip
     h = [np.ones(len(x))] + [np.zeros(len(x)) for _ in range(k)]
     for j in range(1, k + 1):
         hh = h[:j]  # the values of the previous degree (h's entries are replaced, never changed in place)
         h = [np.zeros(len(x)), *h[1:]]
         for m in range(1, j + 1):
-            xb = knot(t, (ell + m)[:, None], axis=1)[:, 0]
-            xa = knot(t, (ell + m - j)[:, None], axis=1)[:, 0]
+            xb, xa = flat[base + m], flat[base + m - j]
+            if distinct:
+                w = hh[m - 1] / (xb - xa)
+                h[m - 1] = h[m - 1] + w * (xb - x)
+                h[m] = w * (x - xa)
+                continue
             same = xb == xa
             w = hh[m - 1] / np.where(same, 1.0, xb - xa)
             h[m - 1] = np.where(same, h[m - 1], h[m - 1] + w * (xb - x))

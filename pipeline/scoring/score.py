@@ -27,9 +27,11 @@ from pipeline.contract.schema import Schema
 from pipeline.intake.outputs import CSV_OPTIONS, RejectsWriter, atomic_paths, default_rejects_path, neutralize_formulas
 from pipeline.intake.reader import BLOCK_BYTES
 from pipeline.intake.stream import iter_validated
+from pipeline.scoring.background import ReadAhead, WriteBehind
 from pipeline.scoring.triage import triage_columns
 
 PROBABILITY_DECIMALS = 6
+QUEUE_CHUNKS = 1  # chunks waiting between two stages (memory stays flat: a few chunks in all)
 
 
 class ScoringModel(Protocol):
@@ -46,19 +48,29 @@ def score_chunk(typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: st
     in, the explanation columns out), the explanation columns too (`score --explain`).
     """
     schema = kb.schema
-    probs = pd.DataFrame(model.predict_proba(typed), columns=list(schema.probability_columns))
-    extra = triage_columns(kb, typed.reset_index(drop=True), probs)
+    p = model.predict_proba(typed)
+    probs = pd.DataFrame(p, columns=list(schema.probability_columns))
+    extra = triage_columns(kb, typed, probs)
     if explainer is not None:
         sep = schema.list_separator
         top = [t.split(sep) if t else [] for t in extra["top_conditions"].to_pylist()]
         extra.update(explainer(typed, top))
-    arrays = {schema.id_column: neutralize_formulas(pa.array(typed[schema.id_column].to_numpy(), pa.string()), schema)}
-    for name in schema.probability_columns:
-        arrays[name] = pa.array(np.round(probs[name].to_numpy(), PROBABILITY_DECIMALS))
+    arrays = {schema.id_column: neutralize_formulas(_text(typed[schema.id_column]), schema)}
+    rounded = np.round(np.ascontiguousarray(p.T), PROBABILITY_DECIMALS)  # one row per column
+    arrays.update({name: pa.array(rounded[j]) for j, name in enumerate(schema.probability_columns)})
     arrays.update(extra)
-    arrays["model_version"] = pa.array(np.full(len(typed), model_version), pa.string())
+    arrays["model_version"] = pa.array([model_version], pa.string()).take(pa.array(np.zeros(len(typed), np.int32)))
     out_schema = scores_arrow_schema(schema, explain=explainer is not None)
     return pa.Table.from_arrays([arrays[c] for c in out_schema.names], schema=out_schema)
+
+
+def _text(column: pd.Series) -> pa.Array:
+    """A text column as Arrow strings (without a detour through Python objects when it is Arrow already)."""
+    values = column.array
+    text = pa.array(values) if hasattr(values, "__arrow_array__") else pa.array(column.to_numpy(), pa.string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return text.cast(pa.string())
 
 
 @dataclass
@@ -139,14 +151,22 @@ def score_file(
         out_schema = scores_arrow_schema(schema, explain=explainer is not None)
         scores_writer = pacsv.CSVWriter(tmp_out, out_schema, write_options=CSV_OPTIONS)
         rejects_writer = RejectsWriter(tmp_rej, schema)
+
+        def write(item: tuple[pd.DataFrame, pa.Table | None]) -> None:
+            rejects, scores = item
+            rejects_writer.write(rejects)
+            if scores is not None:
+                scores_writer.write_table(scores)
+
+        # the next chunk is read and validated, and the previous one written, while this one is scored
+        chunks = ReadAhead(stream, depth=QUEUE_CHUNKS, name="score-read")
+        writer = WriteBehind(write, depth=QUEUE_CHUNKS, name="score-write")
         try:
-            for chunk in stream:
-                rejects_writer.write(chunk.rejects)
+            for chunk in chunks:
                 scores = None
                 if len(chunk.typed):
                     scores = score_chunk(chunk.typed, model.model, kb, model.version, explainer)
-                if scores is not None:
-                    scores_writer.write_table(scores)
+                writer.put((chunk.rejects, scores))
                 for observe in observers:
                     observe(chunk, scores)
                 read += chunk.rows_read
@@ -154,7 +174,10 @@ def score_file(
                 rejected += chunk.rows_rejected
                 if bar is not None:
                     bar.update(chunk.rows_read)
+            writer.finish()
         finally:
+            chunks.close()
+            writer.abandon()
             scores_writer.close()
             rejects_writer.close()
             if bar is not None:

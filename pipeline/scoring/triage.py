@@ -8,31 +8,52 @@ knowledge base's default (routine), or self-care where the form shows a benign p
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline.contract.knowledge import KnowledgeBase
 from pipeline.contract.rules import rule_holds
 
 
-def _join(columns: list[pa.Array], separator: str) -> pa.Array:
-    """Join string columns row-wise, skipping nulls; rows with nothing become empty strings.
+class _Columns(dict):
+    """A frame's columns as arrays, each taken out of the frame once, when a rule first reads it."""
 
-    (pyarrow's null_handling="skip" drops rows whose inputs are all null, so nulls are joined
-    as empty strings and the doubled separators removed; names never contain the separator.)
-    """
-    joined = pc.binary_join_element_wise(*columns, separator, null_handling="replace", null_replacement="")
-    sep = re.escape(separator)
-    joined = pc.replace_substring_regex(joined, f"{sep}{{2,}}", separator)
-    return pc.replace_substring_regex(joined, f"^{sep}|{sep}$", "")
+    def __init__(self, frame: pd.DataFrame):
+        super().__init__()
+        self.frame = frame
+
+    def __missing__(self, name: str) -> np.ndarray:
+        column = self.frame[name]
+        self[name] = value = column.to_numpy(dtype=object if isinstance(column.dtype, pd.CategoricalDtype) else None)
+        return value
 
 
-def _named_where(mask: np.ndarray, name: str) -> pa.Array:
-    return pa.array(np.where(mask, name, None), pa.string())
+def _joined(picked: np.ndarray, names: list[str], separator: str) -> pa.Array:
+    """Each row's picked names joined in column order: `picked` is (rows, k) indices into `names`,
+    -1 for none. A row is reduced to one integer first, so each distinct list is joined once."""
+    n, k = picked.shape
+    if n == 0:
+        return pa.array([], pa.string())
+    base = len(names) + 1
+    key = np.zeros(n, dtype=np.int64)
+    for j in range(k):  # base ** k stays below 2 ** 63 for the lists here (k <= 10, base <= 32)
+        key = key * base + (picked[:, j] + 1)
+    distinct, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    known = _JOINED.setdefault((tuple(names), separator), {})
+    if len(known) > _JOINED_MAX:
+        known.clear()
+    texts = []
+    for value, row in zip(distinct.tolist(), first.tolist(), strict=True):
+        text = known.get(value)
+        if text is None:
+            text = known[value] = separator.join(names[i] for i in picked[row] if i >= 0)
+        texts.append(text)
+    return pa.array(texts, pa.string()).take(pa.array(inverse.reshape(-1).astype(np.int32)))
+
+
+_JOINED: dict[tuple, dict[int, str]] = {}  # the joined text of each list seen, per list of names
+_JOINED_MAX = 100_000
 
 
 def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) -> dict[str, pa.Array]:
@@ -41,49 +62,44 @@ def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) 
     sep = schema.list_separator
     n = len(typed)
     levels = list(schema.triage_levels)  # most pressing first
+    fields, probabilities = _Columns(typed), _Columns(probs)
 
     cond = probs[[f"p_{c}" for c in schema.conditions]].to_numpy()
     order = np.argsort(-cond, axis=1, kind="stable")[:, : schema.top_conditions_max]
-    names = np.array(schema.conditions, dtype=object)
-    top = [
-        pa.array(
-            np.where(
-                np.take_along_axis(cond, order[:, [k]], 1)[:, 0] >= schema.top_conditions_min_probability,
-                names[order[:, k]],
-                None,
-            ),
-            pa.string(),
-        )
-        for k in range(order.shape[1])
-    ]
+    shown = np.take_along_axis(cond, order, 1) >= schema.top_conditions_min_probability
+    top = np.where(shown, order, -1)
 
     level = np.full(n, len(levels))  # len(levels): no red flag has fired
-    fired = []
-    for flag in kb.red_flags:
-        holds = rule_holds(flag.when, typed, probs)
+    fired = np.full((n, len(kb.red_flags)), -1)
+    for f, flag in enumerate(kb.red_flags):
+        holds = rule_holds(flag.when, fields, probabilities)
         level = np.where(holds, np.minimum(level, levels.index(flag.triage)), level)
-        fired.append(_named_where(holds, flag.name))
+        fired[holds, f] = f
     default = kb.triage_default
-    benign = rule_holds(default.self_care_when, typed, probs) & (cond.max(axis=1, initial=0) < default.not_self_care_at)
+    benign = rule_holds(default.self_care_when, fields, probabilities)
+    benign &= cond.max(axis=1, initial=0) < default.not_self_care_at
     fallback = np.where(benign, levels.index("self_care"), levels.index(default.level))
     level = np.where(level < len(levels), level, fallback)
 
     cause_p = probs[[f"p_cause_{c}" for c in schema.cause_names]].to_numpy()
     by_rank = np.argsort(-cause_p, axis=1, kind="stable")
-    specialists = [pa.array(np.full(n, kb.specialist_first), pa.string())]
+    specialist_of = np.array([schema.specialists.index(kb.specialist_by_cause[c]) for c in schema.cause_names])
+    rows = np.arange(n)
     seen = np.zeros((n, len(schema.specialists)), dtype=bool)
-    seen[:, schema.specialists.index(kb.specialist_first)] = True
+    first = schema.specialists.index(kb.specialist_first)
+    seen[:, first] = True
+    specialists = np.full((n, len(schema.cause_names) + 1), -1)
+    specialists[:, 0] = first
     for rank in range(len(schema.cause_names)):
         g = by_rank[:, rank]
-        who = np.array([kb.specialist_by_cause[c] for c in schema.cause_names])[g]
-        who_idx = np.array([schema.specialists.index(w) for w in who])
-        take = (cause_p[np.arange(n), g] >= kb.specialist_threshold) & ~seen[np.arange(n), who_idx]
-        seen[np.arange(n), who_idx] |= take
-        specialists.append(pa.array(np.where(take, who, None), pa.string()))
+        who = specialist_of[g]
+        take = (cause_p[rows, g] >= kb.specialist_threshold) & ~seen[rows, who]
+        seen[rows, who] |= take
+        specialists[:, rank + 1] = np.where(take, who, -1)
 
     return {
-        "top_conditions": _join(top, sep),
+        "top_conditions": _joined(top, list(schema.conditions), sep),
         "triage": pa.array(np.array(levels, dtype=object)[level], pa.string()),
-        "red_flags": _join(fired, sep) if fired else pa.array([""] * n, pa.string()),
-        "specialists": _join(specialists, sep),
+        "red_flags": _joined(fired, [f.name for f in kb.red_flags], sep),
+        "specialists": _joined(specialists, list(schema.specialists), sep),
     }

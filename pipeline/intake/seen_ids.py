@@ -1,0 +1,126 @@
+"""Record ids used so far in a source, and where each was first used, in memory that grows by a
+few bytes per id and time that stays flat per chunk: a repeated id is rejected across the whole
+source, however long.
+
+Each new id is kept once (Arrow strings, in the order first used) with its row and a 64-bit hash
+of it; the hashes are kept in sorted runs, merged as they double, so looking up a chunk costs a
+binary search per run. A hash that matches is confirmed by comparing the ids themselves, so a
+collision never rejects a row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def _hashes(ids: list[str]) -> np.ndarray:
+    return np.fromiter(map(hash, ids), dtype=np.int64, count=len(ids))
+
+
+class SeenIds:
+    """Record ids used so far in a source, with the row of each first use: exact and compact.
+
+    `ids` and `rows` are the distinct ids in the order first used, and the row of each.
+    `earlier(ids, rows, places)` starts one that already knows ids first used in other sources
+    (an engine reading many files): a use of one of them is a repeat, and its reason names the
+    place, e.g. `repeated record_id (first used at row 6 of a.csv)`.
+    """
+
+    def __init__(self):
+        self._ids: list[pa.Array] = []  # new ids of each chunk, in first-use order
+        self._rows: list[np.ndarray] = []  # the row of each
+        self._places: list[np.ndarray] | None = None  # where each was first used ("" for this source)
+        self._starts = [0]  # position of each chunk's first id among all kept ids
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, positions of their ids)
+
+    @classmethod
+    def earlier(cls, ids, rows, places) -> SeenIds:
+        """Knowing distinct `ids` as first used at `rows` of the sources `places` names."""
+        seen = cls()
+        ids = pc.cast(ids if isinstance(ids, pa.Array) else pa.array(ids, pa.string()), pa.string())
+        seen._places = []
+        seen._add(ids, np.asarray(rows, dtype=np.int64), _hashes(ids.to_pylist()), np.asarray(places, dtype=object))
+        return seen
+
+    @property
+    def ids(self) -> pa.Array:
+        return pa.concat_arrays(self._ids) if self._ids else pa.array([], pa.string())
+
+    @property
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self._rows) if self._rows else np.empty(0, dtype=np.int64)
+
+    def _at(self, position: int) -> tuple[int, int]:
+        k = int(np.searchsorted(self._starts, position, side="right")) - 1
+        return k, position - self._starts[k]
+
+    def _earlier(self, keys: list[str], hashes: np.ndarray) -> np.ndarray:
+        """The position (among all kept ids) of each key used in earlier chunks, -1 where it is new."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        for run_hashes, positions in self._runs:
+            lo = np.searchsorted(run_hashes, hashes, side="left")
+            hit = run_hashes[np.minimum(lo, len(run_hashes) - 1)] == hashes
+            for i in np.flatnonzero(hit & (found < 0)):
+                at = int(lo[i])
+                while at < len(run_hashes) and run_hashes[at] == hashes[i]:  # confirmed on the ids themselves
+                    k, j = self._at(int(positions[at]))
+                    if self._ids[k][j].as_py() == keys[i]:
+                        found[i] = positions[at]
+                        break
+                    at += 1
+        return found
+
+    def _add(self, ids: pa.Array, rows: np.ndarray, hashes: np.ndarray, places: np.ndarray | None = None) -> None:
+        start = self._starts[-1]
+        order = np.argsort(hashes, kind="stable")
+        self._runs.append((hashes[order], start + order))
+        self._ids.append(ids)
+        self._rows.append(rows)
+        if self._places is not None:
+            self._places.append(np.full(len(ids), "", dtype=object) if places is None else places)
+        self._starts.append(start + len(ids))
+        while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
+            (h1, p1), (h2, p2) = self._runs[-2], self._runs.pop()
+            merged = np.concatenate([h1, h2])
+            order = np.argsort(merged, kind="stable")
+            self._runs[-1] = (merged[order], np.concatenate([p1, p2])[order])
+
+    def first_use(self, ids, rows: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(row of the first use of each id, its own row when new; where, "" for this source, or None
+        when every id known was first used in this source). Records the new ones.
+
+        `ids` are the chunk's ids as compared (trimmed text, Arrow or an array of str), `rows` their
+        rows, `valid` which of them count (a blank id is never a use)."""
+        first = np.asarray(rows, dtype=np.int64).copy()
+        place = None if self._places is None else np.full(len(first), "", dtype=object)
+        keep = np.flatnonzero(valid)
+        if not len(keep):
+            return first, place
+        ids = pc.cast(ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids, pa.string()), pa.string())
+        encoded = ids.take(pa.array(keep)).dictionary_encode()  # indices in order of first appearance
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        index = encoded.indices.to_numpy(zero_copy_only=False)
+        uniques = encoded.dictionary
+        _, first_at = np.unique(index, return_index=True)  # each unique id's first row in the chunk
+        unique_rows = first[keep][first_at]
+        keys = uniques.to_pylist()
+        hashes = _hashes(keys)
+        earlier = self._earlier(keys, hashes)
+        new = earlier < 0
+        prior = np.zeros(len(keys), dtype=np.int64)
+        where_first = np.full(len(keys), "", dtype=object)
+        for i in np.flatnonzero(~new):
+            k, j = self._at(int(earlier[i]))
+            prior[i] = self._rows[k][j]
+            if place is not None:
+                where_first[i] = self._places[k][j]
+        first[keep] = np.where(new, unique_rows, prior)[index]
+        if place is not None:
+            place[keep] = where_first[index]
+        if new.any():
+            where = np.flatnonzero(new)
+            self._add(uniques.take(pa.array(where)), unique_rows[where], hashes[where])
+        return first, place
