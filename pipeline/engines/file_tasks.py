@@ -11,10 +11,7 @@ and rejects part files atomically. Row numbers are positions in the file.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +24,7 @@ import pyarrow.csv as pacsv
 from pipeline.contract.knowledge import KnowledgeBase
 from pipeline.contract.schema import Schema
 from pipeline.intake.errors import IntakeFormatError
-from pipeline.intake.outputs import CSV_OPTIONS, neutralize_formulas, rejects_arrow_schema, rejects_table
+from pipeline.intake.outputs import CSV_OPTIONS, atomic_paths, neutralize_formulas, rejects_arrow_schema, rejects_table
 from pipeline.intake.reader import BLOCK_BYTES
 from pipeline.intake.stream import iter_validated, record_id_uses
 from pipeline.intake.validate import SeenIds
@@ -139,21 +136,6 @@ def earlier_uses(repeated: pa.Table) -> dict[int, EarlierUses]:
     return out
 
 
-@contextlib.contextmanager
-def _part_files(*targets: Path) -> Iterator[list[Path]]:
-    """Hidden temporary files beside the targets, renamed onto them if the block succeeds. The
-    directories are not created: once the job has removed them, a straggling task writes nothing."""
-    temps = [t.with_name(f".{t.name}.{uuid.uuid4().hex}.tmp") for t in targets]
-    try:
-        yield temps
-        for tmp, target in zip(temps, targets, strict=True):
-            os.replace(tmp, target)
-    finally:
-        for tmp in temps:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-
-
 def _file_rejects(rejects: pd.DataFrame, name: str, schema: Schema) -> pa.Table:
     table = rejects_table(rejects, schema)
     label = neutralize_formulas(pa.array(np.full(table.num_rows, name, dtype=object), pa.string()), schema)
@@ -186,7 +168,8 @@ def score_one_file(job: ScoringJob, index: int) -> list[pa.RecordBatch]:
         )
         model = _model(job)
         extra = {} if job.explainer_factory is None else {"explainer": job.explainer_factory(model, job.kb)}
-        with _part_files(*targets) as (scores_path, rejects_path):
+        # The directories are not created: once a failed job has removed them, a straggling task writes nothing.
+        with atomic_paths(*targets, make_parents=False) as (scores_path, rejects_path):
             scores_schema = scores_arrow_schema(schema, explain=job.explainer_factory is not None)
             scores_out = pacsv.CSVWriter(scores_path, scores_schema, write_options=CSV_OPTIONS)
             rejects_out = pacsv.CSVWriter(rejects_path, file_rejects_schema(schema), write_options=CSV_OPTIONS)

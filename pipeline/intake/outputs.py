@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +20,17 @@ CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
 
 @contextlib.contextmanager
-def atomic_paths(*targets: Path) -> Iterator[list[Path]]:
+def atomic_paths(*targets: Path, make_parents: bool = True) -> Iterator[list[Path]]:
     """Temporary paths beside each target, renamed onto the targets only if the block succeeds.
 
     On any exception (KeyboardInterrupt and SystemExit included) the temporaries are removed
-    and the targets, including earlier versions of them, are left untouched.
+    and the targets, including earlier versions of them, are left untouched. The temporary names
+    are unique (several writers, e.g. the tasks of a distributed job, may share a directory);
+    with `make_parents=False` a missing directory is not created (the write fails instead).
     """
     targets = [Path(t) for t in targets]
-    temps = [t.with_name(f".{t.name}.{os.getpid()}.partial") for t in targets]
-    for t in targets:
+    temps = [t.with_name(f".{t.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.partial") for t in targets]
+    for t in targets if make_parents else ():
         t.parent.mkdir(parents=True, exist_ok=True)
     try:
         yield temps
