@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
 
 from pipeline.learning.calibration import CAUSE_CLIP
-from pipeline.learning.features import categories_with_blank, interaction_products, log_scale
+from pipeline.learning.families import linear_weights
+from pipeline.learning.features import categories_with_blank, interaction_products, log_scale, threshold_steps
 from pipeline.learning.metrics import EPS
 from pipeline.scoring.compact import CompactModel
 
@@ -51,6 +50,10 @@ def _block(name: str, transformer, columns: list[str], width: int, i: int, array
         if len(steps) != 1 or transformer.kw_args is None:
             raise CompactUnsupported(f"{name}: unexpected products step")
         return {**base, "kind": "products", "pairs": [list(p) for p in transformer.kw_args["pairs"]]}
+    if _function(steps[0]) is threshold_steps:
+        if len(steps) != 1 or transformer.kw_args is None:
+            raise CompactUnsupported(f"{name}: unexpected threshold step")
+        return {**base, "kind": "steps", "cuts": [[float(c) for c in cuts] for cuts in transformer.kw_args["cuts"]]}
     if _function(steps[0]) is categories_with_blank:
         encoder = steps[-1]
         if len(steps) != 2 or not isinstance(encoder, OneHotEncoder) or encoder.drop is not None:
@@ -86,12 +89,9 @@ def _block(name: str, transformer, columns: list[str], width: int, i: int, array
 
 def compact_form(model) -> CompactModel:
     """The compact scoring form of a fitted logistic CauseModel; CompactUnsupported otherwise."""
-    classifier = model.base_.named_steps["classifier"]
-    if not (
-        isinstance(classifier, OneVsRestClassifier)
-        and all(isinstance(e, LogisticRegression) for e in classifier.estimators_)
-    ):
-        raise CompactUnsupported("only the logistic family has a compact form")
+    linear = linear_weights(model.base_.named_steps["classifier"])
+    if linear is None:
+        raise CompactUnsupported("only the logistic families have a compact form")
     if model.calibration not in CALIBRATIONS:
         raise CompactUnsupported(f"{model.calibration} calibration has no compact form")
     ct = model.base_.named_steps["features"]
@@ -102,8 +102,7 @@ def compact_form(model) -> CompactModel:
             continue
         out = ct.output_indices_[name]
         blocks.append(_block(name, transformer, list(columns), out.stop - out.start, len(blocks), arrays))
-    arrays["weights"] = np.ascontiguousarray(np.column_stack([e.coef_[0] for e in classifier.estimators_]))
-    arrays["bias"] = np.array([e.intercept_[0] for e in classifier.estimators_])
+    arrays["weights"], arrays["bias"] = linear
     arrays["cal_slope"] = np.asarray(model.calibrator_.slope_, dtype=np.float64)
     arrays["cal_intercept"] = np.asarray(model.calibrator_.intercept_, dtype=np.float64)
     arrays["cause_coef"] = np.ascontiguousarray(np.vstack([c.coef_ for c in model.cause_calibrators_]))

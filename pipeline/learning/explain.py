@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.multiclass import OneVsRestClassifier
+
+from pipeline.learning.families import linear_weights
 
 
 class ExplanationUnavailable(ValueError):
@@ -45,6 +45,9 @@ def _feature_fields(ct, fields: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
             pairs = transformer.kw_args["pairs"]
             add(out.start, [a for a, _ in pairs], 0.5)
             add(out.start, [b for _, b in pairs], 0.5)
+        elif name == "thresholds":  # each column's steps in order
+            cuts = transformer.kw_args["cuts"]
+            add(out.start, [c for c, column_cuts in zip(columns, cuts, strict=True) for _ in column_cuts])
         elif hasattr(last, "categories_"):  # one-hot: each column's levels in order
             names = [c for c, levels in zip(columns, last.categories_, strict=True) for _ in levels]
             add(out.start, names)
@@ -63,11 +66,7 @@ def _feature_fields(ct, fields: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
 
 def explanation_problem(model) -> str | None:
     """Why `model` cannot be explained exactly, or None when it can."""
-    classifier = model.base_.named_steps["classifier"]
-    if not (
-        isinstance(classifier, OneVsRestClassifier)
-        and all(isinstance(e, LogisticRegression) for e in classifier.estimators_)
-    ):
+    if linear_weights(model.base_.named_steps["classifier"]) is None:
         return "exact explanations are implemented for the logistic family only"
     if not hasattr(model, "feature_means_"):
         return "this model was trained before explanations existed: retrain it (make train)"
@@ -83,10 +82,9 @@ def logit_attributions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     problem = explanation_problem(model)
     if problem:
         raise ExplanationUnavailable(problem)
-    classifier = model.base_.named_steps["classifier"]
     n_cond = len(model.output_columns_) - len(model.cause_members_)
-    weights = np.column_stack([e.coef_[0] for e in classifier.estimators_[:n_cond]])  # (F, C)
-    bias = np.array([e.intercept_[0] for e in classifier.estimators_[:n_cond]])
+    weights, bias = linear_weights(model.base_.named_steps["classifier"])
+    weights, bias = weights[:, :n_cond], bias[:n_cond]  # (F, C), (C,)
     ct = model.base_.named_steps["features"]
     features = np.asarray(ct.transform(X), dtype=float)
     deviation = features - model.feature_means_

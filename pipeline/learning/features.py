@@ -30,6 +30,7 @@ def feature_transformer(
     log_scaled: tuple[str, ...],
     splines: bool,
     interactions: list[tuple[str, str]] | None = None,
+    thresholds: list[tuple[str, tuple[float, ...]]] | None = None,
 ) -> ColumnTransformer:
     """ColumnTransformer over a typed intake frame."""
     yes_no = [c.name for c in schema.columns_of(kind="yes_no")]
@@ -79,6 +80,15 @@ def feature_transformer(
         transformers.append(("spline_linear", spline([]), linear))
         log = FunctionTransformer(log_scale, feature_names_out="one-to-one")
         transformers.append(("spline_logged", spline([log]), logged))
+    if thresholds:
+        # A band of the knowledge base changes a risk by a step at its cut: splines only round it off.
+        transformers.append(
+            (
+                "thresholds",
+                FunctionTransformer(threshold_steps, kw_args={"cuts": [list(c) for _, c in thresholds]}),
+                [name for name, _ in thresholds],
+            )
+        )
     if interactions:
         used = sorted({name for pair in interactions for name in pair})
         transformers.append(
@@ -89,6 +99,26 @@ def feature_transformer(
             )
         )
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
+
+
+def threshold_steps(frame: pd.DataFrame, cuts: list[list[float]]) -> np.ndarray:
+    """1.0 where a number is at or above each of its column's cuts, else 0.0 (a blank is 0.0:
+    its missing indicator is another feature); one column per cut, column by column."""
+    values = frame.to_numpy(dtype=float)
+    steps = [values[:, j] >= cut for j, column_cuts in enumerate(cuts) for cut in column_cuts]
+    return np.column_stack(steps).astype(float)
+
+
+def knowledge_thresholds(kb) -> list[tuple[str, tuple[float, ...]]]:
+    """(number, cuts) at which the knowledge base changes a probability by a step: the risk-factor
+    bands (BMI, hours sitting or standing) and the lower end of a finding's present range (a severe
+    complaint)."""
+    numbers = {c.name for c in kb.schema.columns if c.kind in ("integer", "number")}
+    cuts = {band.field: set(band.cuts) for band in kb.bands.values()}
+    for finding in kb.findings:
+        if finding.field in numbers and finding.present_range is not None:
+            cuts.setdefault(finding.field, set()).add(float(finding.present_range[0]))
+    return [(field, tuple(sorted(cuts[field]))) for field in kb.schema.column_names if field in cuts]
 
 
 def interaction_products(frame: pd.DataFrame, pairs: list[tuple[str, str]]) -> np.ndarray:

@@ -19,7 +19,7 @@ from pipeline.contract.schema import Schema
 from pipeline.learning.cause_model import CauseModel, targets
 from pipeline.learning.config import ExperimentConfig
 from pipeline.learning.families import family
-from pipeline.learning.features import knowledge_interactions
+from pipeline.learning.features import knowledge_interactions, knowledge_thresholds
 from pipeline.learning.judge import judge
 from pipeline.learning.report import intervals, model_report, reliability_diagram
 from pipeline.learning.splits import load_split, oracle_for
@@ -52,6 +52,7 @@ def build_model(config: ExperimentConfig, kb: KnowledgeBase) -> CauseModel:
         splines,
         tuple(knowledge_interactions(kb)) if features.interactions else (),
         random_state=config.data.seed,
+        thresholds=tuple(knowledge_thresholds(kb)) if features.thresholds else (),
     )
 
 

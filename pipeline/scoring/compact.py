@@ -39,7 +39,7 @@ class CompactFormError(ValueError):
 class Block:
     """One group of feature columns, in the fitted ColumnTransformer's order."""
 
-    kind: str  # "impute" (values, missing indicators, optional scaling), "one_hot", "spline" or "products"
+    kind: str  # "impute" (values, missing indicators, optional scaling), "one_hot", "spline", "steps" or "products"
     columns: tuple[str, ...]
     width: int  # how many features it makes
     log: bool = False  # log1p of the value clipped at 0 first (labs such as ferritin)
@@ -48,6 +48,7 @@ class Block:
     categories: tuple[tuple[str, ...], ...] = ()  # one_hot: each column's levels, `blank` among them
     degree: int = 0  # spline
     pairs: tuple[tuple[str, str], ...] = ()  # products
+    cuts: tuple[tuple[float, ...], ...] = ()  # steps: each column's cuts (1.0 at or above, a blank 0.0)
 
 
 @dataclass
@@ -78,6 +79,7 @@ class CompactModel:
                 categories=tuple(tuple(c) for c in b.get("categories", ())),
                 degree=int(b.get("degree", 0)),
                 pairs=tuple(tuple(p) for p in b.get("pairs", ())),
+                cuts=tuple(tuple(float(c) for c in cuts) for cuts in b.get("cuts", ())),
             )
             for b in spec["blocks"]
         ]
@@ -156,6 +158,8 @@ class CompactModel:
                 self._impute(i, block, values, view)
             elif block.kind == "one_hot":
                 _one_hot(block, values, view)
+            elif block.kind == "steps":
+                _steps(block, values, view)
             elif block.kind == "spline":
                 per = block.width // len(block.columns)
                 for j, (table, inverse) in enumerate(prepared.splines[i]):
@@ -258,6 +262,15 @@ def _one_hot(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> N
         rows = np.flatnonzero(at >= 0)
         view[rows, start + at[rows]] = 1.0
         start += len(levels)
+
+
+def _steps(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
+    """0/1 steps at each column's cuts (pipeline.learning.features.threshold_steps)."""
+    at = 0
+    for name, cuts in zip(block.columns, block.cuts, strict=True):
+        for cut in cuts:
+            view[:, at] = values[name] >= cut
+            at += 1
 
 
 def _products(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:

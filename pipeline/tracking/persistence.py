@@ -15,6 +15,8 @@ TRUSTED_TYPES = [
     "pipeline.learning.features.categories_with_blank",
     "pipeline.learning.features.interaction_products",
     "pipeline.learning.features.log_scale",
+    "pipeline.learning.features.threshold_steps",
+    "pipeline.learning.multilabel_logistic.MultiLabelLogistic",
     "pipeline.learning.cause_model.CauseModel",
     "scipy._lib.array_api_compat.numpy._aliases.asarray",  # numpy.asarray, inside SplineTransformer
     "scipy.interpolate._bsplines.BSpline",  # SplineTransformer's fitted basis
