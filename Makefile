@@ -47,8 +47,8 @@ bench: $(STAMP) ## measure speed and memory (prints the figures quoted in the RE
 demo: $(STAMP) ## the main job end to end on the embedded defaults
 	$(PY) -m pipeline demo
 
-EXPERIMENT ?= experiments/logistic_interactions.yaml
-train: $(STAMP) ## train EXPERIMENT= (default logistic_interactions), log to MLflow, register (PROMOTE=1 forces champion)
+EXPERIMENT ?= experiments/logistic_joint.yaml
+train: $(STAMP) ## train EXPERIMENT= (default logistic_joint), log to MLflow, register (PROMOTE=1 forces champion)
 	$(PY) -m pipeline train --experiment $(EXPERIMENT) $(if $(PROMOTE),--promote,)
 
 experiments: $(STAMP) ## train every experiment in experiments/; the best on validation becomes champion

@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     orc.set_defaults(func=cmd_oracle)
 
     tr = sub.add_parser("train", help="train an experiment, log it to MLflow, register it")
-    tr.add_argument("--experiment", default="experiments/logistic_interactions.yaml", help="YAML path or name")
+    tr.add_argument("--experiment", default="experiments/logistic_joint.yaml", help="YAML path or name")
     tr.add_argument("--promote", action="store_true", help="make it champion whatever its score")
     tr.set_defaults(func=cmd_train)
 

@@ -127,7 +127,7 @@ def train(
         mlflow.log_metrics({f"val_uncalibrated.{k}": v for k, v in raw_summary.items()})
         mlflow.log_metric("fit_seconds", fit_seconds)
         classifier = model.base_.named_steps["classifier"]
-        if np.ndim(getattr(classifier, "n_iter_", None)) == 0:  # the joint solver's L-BFGS steps
+        if hasattr(classifier, "n_iter_") and np.ndim(classifier.n_iter_) == 0:  # the joint solver's steps
             mlflow.log_metric("fit_iterations", int(classifier.n_iter_))
         mix = triage_mix(kb, val_df, p_val)
         mlflow.log_metrics({f"val.triage_share.{k}": v for k, v in mix["level"].items()})
