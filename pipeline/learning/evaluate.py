@@ -11,8 +11,9 @@ import pandas as pd
 
 from pipeline.contract.loader import default_knowledge_base
 from pipeline.learning.ask_next_check import AskNextBenefit, ask_next_benefit
+from pipeline.learning.gap_patterns import gap_by_findings
 from pipeline.learning.judge import judge
-from pipeline.learning.report import DISCLAIMER, reliability_diagram
+from pipeline.learning.report import DISCLAIMER, has_tabulate, reliability_diagram
 from pipeline.learning.splits import load_split, oracle_for
 from pipeline.tracking.registry import CHAMPION_URI, load_model
 from pipeline.tracking.store import configure, git_commit
@@ -30,6 +31,7 @@ class Evaluation:
     model_version: str
     checks: list[tuple[str, bool, str]]
     ask_next: AskNextBenefit | None = None
+    patterns: pd.DataFrame | None = None  # the general population's gap by positive findings
 
 
 def quality_checks(summary: dict[str, float], table: pd.DataFrame) -> list[tuple[str, bool, str]]:
@@ -79,6 +81,15 @@ def evaluate(
             judged = judge(model, frame, oracle, schema)
             table, y, p = judged.table, judged.truth, judged.predicted
             tables[population], summaries[population], shas[population] = table, judged.summary, sha
+            if population == "general":
+                patterns = gap_by_findings(kb, frame, y, p, oracle)
+                patterns.to_csv(tmp / "gap_by_positive_findings.csv")
+                mlflow.log_metrics(
+                    {
+                        f"test_general.gap_share.positives_{k.replace('+', '_plus')}": v
+                        for k, v in patterns["share_of_gap"].items()
+                    }
+                )
             table.to_csv(tmp / f"test_{population}_metrics.csv", index_label="output")
             reliability_diagram(
                 y,
@@ -107,7 +118,13 @@ def evaluate(
                 "ask_next.difference_se": benefit.difference_se,
             }
         )
-        report = evaluation_report(tables, summaries, version, checks, n) + f"\n## ask_next\n{benefit.line()}\n"
+        report = (
+            evaluation_report(tables, summaries, version, checks, n)
+            + f"\n## ask_next\n{benefit.line()}\n"
+            + "\n## Where the gap to the oracle is (general population, by positive yes/no findings)\n\n"
+            + (patterns.to_markdown(floatfmt=".4f") if has_tabulate() else patterns.to_string(float_format="%.4f"))
+            + "\n"
+        )
         (tmp / "evaluation.md").write_text(report)
         mlflow.log_artifacts(str(tmp))
         mlflow.set_tags(
@@ -120,7 +137,7 @@ def evaluate(
                 "note": "synthetic data only; decision support, not a diagnosis",
             }
         )
-    return Evaluation(tables, summaries, version, checks, benefit)
+    return Evaluation(tables, summaries, version, checks, benefit, patterns)
 
 
 def shift_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -190,4 +207,7 @@ def print_evaluation(ev: Evaluation) -> None:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
     if ev.ask_next is not None:
         print(f"\n{ev.ask_next.line()}")
+    if ev.patterns is not None:
+        print("\nwhere the gap to the oracle is (general population, forms by positive yes/no findings):")
+        print(ev.patterns.to_string(float_format=lambda v: f"{v:.4f}"))
     print(f"\n{DISCLAIMER.replace('**', '')}")

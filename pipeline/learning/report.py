@@ -146,7 +146,7 @@ def model_report(
         "## Performance (validation set; 95% bootstrap intervals)",
         *[f"- {k}: {v:.5g}" for k, v in summary.items()],
         "",
-        shown.to_markdown(floatfmt=".4f") if _has_tabulate() else shown.to_string(float_format="%.4f"),
+        shown.to_markdown(floatfmt=".4f") if has_tabulate() else shown.to_string(float_format="%.4f"),
         "",
         *extra,
         "",
@@ -161,7 +161,7 @@ def model_report(
     return "\n".join(lines) + "\n"
 
 
-def _has_tabulate() -> bool:
+def has_tabulate() -> bool:
     try:
         import tabulate  # noqa: F401
     except ImportError:
