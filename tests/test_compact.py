@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from pipeline.learning.compact_export import CompactUnsupported
 from pipeline.learning.config import load_experiment
 from pipeline.learning.splits import load_split
 from pipeline.learning.train import build_model
-from pipeline.scoring.compact import CompactFormError, CompactModel
+from pipeline.scoring.compact import FORMAT_VERSION, CompactFormError, CompactModel
 from pipeline.tracking.model_logging import compact_scoring_file
 from pipeline.world.generate import generate_frame
 from pipeline.world.network import compile_model, default_model
@@ -123,13 +124,32 @@ def test_another_format_or_a_damaged_file_is_refused(quick_model, tmp_path):
     path = quick_model.compact_form().save(tmp_path / "scoring.npz")
     with np.load(path) as npz:
         arrays = {k: npz[k] for k in npz.files}
-    arrays["spec"] = np.array(str(arrays["spec"]).replace('"version": 1', '"version": 99'))
-    np.savez(tmp_path / "future.npz", **arrays)
+    spec = json.loads(str(arrays["spec"]))
+    assert spec["version"] == FORMAT_VERSION
+    np.savez(tmp_path / "future.npz", **{**arrays, "spec": np.array(json.dumps({**spec, "version": 99}))})
     with pytest.raises(CompactFormError, match="99"):
         CompactModel.load(tmp_path / "future.npz")
+    # a block kind this version does not know is refused when the file is read, not while scoring
+    blocks = [{**spec["blocks"][0], "kind": "cubes"}, *spec["blocks"][1:]]
+    np.savez(tmp_path / "kind.npz", **{**arrays, "spec": np.array(json.dumps({**spec, "blocks": blocks}))})
+    with pytest.raises(CompactFormError, match="cubes"):
+        CompactModel.load(tmp_path / "kind.npz")
     (tmp_path / "damaged.npz").write_bytes(path.read_bytes()[:100])
     with pytest.raises(CompactFormError, match="not a compact scoring file"):
         CompactModel.load(tmp_path / "damaged.npz")
+
+
+def test_a_version_1_file_still_scores(small_models, forms, tmp_path):
+    """Version 2 only added the `steps` kind: a file written as version 1 (no steps) reads the same."""
+    path = small_models["temperature"].compact_form().save(tmp_path / "scoring.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    spec = json.loads(str(arrays["spec"]))
+    assert not any(b["kind"] == "steps" for b in spec["blocks"])  # the smoke experiment has no thresholds
+    np.savez(tmp_path / "v1.npz", **{**arrays, "spec": np.array(json.dumps({**spec, "version": 1}))})
+    np.testing.assert_array_equal(
+        CompactModel.load(tmp_path / "v1.npz").predict_proba(forms), CompactModel.load(path).predict_proba(forms)
+    )
 
 
 def test_yes_no_values_other_than_validation_makes_are_reproduced_too(quick_model, forms, tmp_path):

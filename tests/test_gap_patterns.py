@@ -1,5 +1,7 @@
 """The gap-by-pattern table partitions the forms and adds up to the overall gap."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -68,4 +70,4 @@ def test_make_evaluate_reports_where_the_gap_is(store, tmp_path):
     shares = [c for c in run.index if c.startswith("metrics.test_general.gap_share.positives_")]
     assert shares and np.isclose(sum(run[c] for c in shares), 1.0)
     report = mlflow.artifacts.download_artifacts(run_id=run["run_id"], artifact_path="evaluation.md")
-    assert "Where the gap to the oracle is" in open(report).read()
+    assert "Where the gap to the oracle is" in Path(report).read_text()

@@ -1,12 +1,21 @@
 """The joint logistic fitter minimises scikit-learn's per-output objective."""
 
+import copy
+
 import numpy as np
 import pytest
+from helpers import SCHEMA
 from scipy.special import expit
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from pipeline.learning.cause_model import CauseModel
 from pipeline.learning.families import linear_weights
 from pipeline.learning.multilabel_logistic import MultiLabelLogistic
+from pipeline.tracking.persistence import load_model_bytes, model_bytes
+from pipeline.world.generate import generate_frame
+from pipeline.world.network import default_model
 
 
 def _problem(n=4000, p=12, outputs=3, seed=0):
@@ -59,3 +68,33 @@ def test_weights_for_scoring_and_bad_arguments():
         MultiLabelLogistic(C=0.0).fit(X, Y)
     with pytest.raises(ValueError, match="rows"):
         MultiLabelLogistic().fit(X, Y[:10])
+    with pytest.raises(ValueError, match="2 values for 3 outputs"):
+        MultiLabelLogistic(C=[1.0, 2.0]).fit(X, Y)
+    with pytest.raises(ValueError, match="0 and 1"):
+        MultiLabelLogistic().fit(X, Y * 2)
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        MultiLabelLogistic().fit(bad, Y)
+
+
+def test_stopping_at_max_iter_warns_and_says_so():
+    X, Y = _problem()
+    with pytest.warns(ConvergenceWarning, match="stopped after 3 L-BFGS steps"):
+        model = MultiLabelLogistic(max_iter=3).fit(X, Y)
+    assert not model.converged_ and model.n_iter_ == 3
+
+
+def test_a_model_with_the_joint_solver_and_thresholds_survives_the_model_file(quick_model):
+    """The reviewed skops types cover the new estimator and the threshold step; a model saved before
+    thresholds existed (no such attribute) still prints, clones and gives its parameters."""
+    assert isinstance(quick_model.base_.named_steps["classifier"], MultiLabelLogistic)
+    assert quick_model.thresholds
+    loaded = load_model_bytes(model_bytes(quick_model))
+    forms = generate_frame(default_model(), 500, 77)
+    np.testing.assert_array_equal(loaded.predict_proba(forms), quick_model.predict_proba(forms))
+    old = copy.deepcopy(quick_model)
+    del old.thresholds  # as a model pickled before the attribute existed
+    assert CauseModel.thresholds == () and old.get_params()["thresholds"] == ()
+    assert "CauseModel" in repr(old) and clone(old).thresholds == ()
+    assert list(SCHEMA.probability_columns) == old.output_columns_

@@ -59,6 +59,10 @@ class CauseModel(BaseEstimator):
     `family` names an entry of pipeline.learning.families; `params` are its estimator's.
     """
 
+    # Models saved before threshold features existed have no such attribute; a class default keeps
+    # get_params, repr and clone working on them (they were fitted without thresholds).
+    thresholds: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
     def __init__(
         self,
         family: str = "logistic",
@@ -88,7 +92,7 @@ class CauseModel(BaseEstimator):
             tuple(self.log_scaled),
             self.splines,
             [tuple(p) for p in self.interactions],
-            [(name, tuple(cuts)) for name, cuts in getattr(self, "thresholds", ())],
+            [(name, tuple(cuts)) for name, cuts in self.thresholds],
         )
         # The transformer's statistics (medians, means and scales, spline ranges) come from the first
         # FEATURE_FIT_ROWS training rows (i.i.d. draws, so any 200k estimate them to ~0.2% of a

@@ -114,7 +114,7 @@ def knowledge_thresholds(kb) -> list[tuple[str, tuple[float, ...]]]:
     bands (BMI, hours sitting or standing) and the lower end of a finding's present range (a severe
     complaint)."""
     numbers = {c.name for c in kb.schema.columns if c.kind in ("integer", "number")}
-    cuts = {band.field: set(band.cuts) for band in kb.bands.values()}
+    cuts = {band.field: set(band.cuts) for band in kb.bands.values() if band.field in numbers}
     for finding in kb.findings:
         if finding.field in numbers and finding.present_range is not None:
             cuts.setdefault(finding.field, set()).add(float(finding.present_range[0]))

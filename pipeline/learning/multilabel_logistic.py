@@ -13,10 +13,13 @@ stronger penalty). A test checks the fit against scikit-learn's per output.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 
 ROWS_PER_BLOCK = 65_536  # rows per matrix product: bounds the temporaries (rows x outputs)
 
@@ -29,8 +32,12 @@ class MultiLabelLogistic(ClassifierMixin, BaseEstimator):
     """Independent logistic regressions for the columns of a 0/1 matrix Y, fitted jointly.
 
     Minimises, for each output j, C_j * sum_i log-loss_ij + ||w_j||^2 / 2, as
-    `LogisticRegression(C=C_j)` does; `tol` bounds the largest gradient component of the
-    per-row-averaged objective, as scikit-learn's lbfgs `tol` does.
+    `LogisticRegression(C=C_j)` does. `tol` bounds the largest gradient component of the
+    per-row-averaged objective in the solver's coordinates (centred features divided by their
+    standard deviation), so it is not exactly scikit-learn's `tol`; `max_iter` caps the L-BFGS
+    steps, and stopping there (as the default experiment does on purpose) warns and leaves
+    `converged_` False. An output with no positive (or no negative) row gets an extreme
+    intercept and zero-ish weights rather than an error.
     """
 
     def __init__(self, C: float | list[float] = 1.0, max_iter: int = 1000, tol: float = 1e-4, memory: int = 10):
@@ -42,11 +49,18 @@ class MultiLabelLogistic(ClassifierMixin, BaseEstimator):
     def fit(self, X, Y) -> MultiLabelLogistic:
         X = _as_float32(X)
         Y = np.asarray(Y, dtype=np.float32)
+        if X.ndim != 2 or not np.isfinite(X).all():
+            raise ValueError("X must be a 2-d array of finite numbers (impute blanks first)")
         if Y.ndim != 2 or Y.shape[0] != X.shape[0]:
             raise ValueError(f"Y must be (rows, outputs) with {X.shape[0]} rows, got {Y.shape}")
+        if not np.isin(Y, (0.0, 1.0)).all():
+            raise ValueError("Y must hold 0 and 1 only")
         n, p = X.shape
         n_out = Y.shape[1]
-        C = np.broadcast_to(np.asarray(self.C, dtype=float), (n_out,)).copy()
+        C = np.asarray(self.C, dtype=float)
+        if C.ndim == 1 and C.shape != (n_out,):
+            raise ValueError(f"C has {C.size} values for {n_out} outputs")
+        C = np.broadcast_to(C, (n_out,)).copy()
         if np.any(C <= 0):
             raise ValueError("C must be positive")
         penalty = 1.0 / (C * n)  # per-row-averaged objective: mean log-loss + ||w||^2 / (2 C n)
@@ -101,6 +115,13 @@ class MultiLabelLogistic(ClassifierMixin, BaseEstimator):
         )
         self.n_iter_ = int(result.nit)
         self.converged_ = bool(result.success)
+        if not self.converged_:
+            warnings.warn(
+                f"MultiLabelLogistic stopped after {self.n_iter_} L-BFGS steps without meeting tol={self.tol} "
+                f"({result.message})",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         W, b = weights(result.x)
         self.coef_ = W.T.copy()  # (outputs, features), as scikit-learn
         self.intercept_ = b

@@ -129,6 +129,7 @@ def train(
         classifier = model.base_.named_steps["classifier"]
         if hasattr(classifier, "n_iter_") and np.ndim(classifier.n_iter_) == 0:  # the joint solver's steps
             mlflow.log_metric("fit_iterations", int(classifier.n_iter_))
+            mlflow.log_metric("fit_converged", float(getattr(classifier, "converged_", True)))
         mix = triage_mix(kb, val_df, p_val)
         mlflow.log_metrics({f"val.triage_share.{k}": v for k, v in mix["level"].items()})
         mlflow.log_metrics({f"val.red_flag_rate.{k}": v for k, v in mix["red_flag"].items()})

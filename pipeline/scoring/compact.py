@@ -28,7 +28,9 @@ from scipy.special import expit
 
 FORMAT = "leg-fatigue-compact-scoring"
 BLOCK_ROWS = 1024  # rows whose features are made and multiplied at once
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the "steps" block kind; files of version 1 read unchanged
+READABLE_VERSIONS = (1, 2)
+KINDS = ("impute", "one_hot", "spline", "steps", "products")
 
 
 class CompactFormError(ValueError):
@@ -68,6 +70,9 @@ class CompactModel:
 
     def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
         self.spec, self.arrays = spec, arrays
+        unknown = sorted({str(b.get("kind")) for b in spec["blocks"]} - set(KINDS))
+        if unknown:
+            raise CompactFormError(f"unknown feature block kinds {unknown}: written by a newer version?")
         self.blocks = [
             Block(
                 kind=b["kind"],
@@ -117,7 +122,7 @@ class CompactModel:
             spec = json.loads(str(arrays.pop("spec")))
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             raise CompactFormError(f"{path}: not a compact scoring file ({err})") from None
-        if spec.get("format") != FORMAT or spec.get("version") != FORMAT_VERSION:
+        if spec.get("format") != FORMAT or spec.get("version") not in READABLE_VERSIONS:
             raise CompactFormError(f"{path}: format {spec.get('format')!r} version {spec.get('version')!r}")
         return cls(spec, arrays)
 
@@ -164,8 +169,10 @@ class CompactModel:
                 per = block.width // len(block.columns)
                 for j, (table, inverse) in enumerate(prepared.splines[i]):
                     view[:, j * per : (j + 1) * per] = table[inverse[start:stop]]
-            else:
+            elif block.kind == "products":
                 _products(block, values, view)
+            else:  # unreachable: __init__ refuses unknown kinds
+                raise CompactFormError(f"unknown feature block kind {block.kind!r}")
             at += block.width
 
     def _values(self, i: int, block: Block, values: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
