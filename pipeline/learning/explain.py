@@ -67,7 +67,7 @@ def _feature_fields(ct, fields: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
 def explanation_problem(model) -> str | None:
     """Why `model` cannot be explained exactly, or None when it can."""
     if linear_weights(model.base_.named_steps["classifier"]) is None:
-        return "exact explanations are implemented for the logistic family only"
+        return "exact explanations are implemented for the logistic families only (logistic, logistic_joint)"
     if not hasattr(model, "feature_means_"):
         return "this model was trained before explanations existed: retrain it (make train)"
     return None
