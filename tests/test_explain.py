@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import SCHEMA
-from scipy.special import logit
+from scipy.special import expit
 
 from pipeline.contract.loader import default_knowledge_base
 from pipeline.learning.config import load_experiment
+from pipeline.learning.families import linear_weights
 from pipeline.learning.splits import load_split
 from pipeline.scoring.explain import reasons_column
 
@@ -27,8 +28,17 @@ def test_baseline_plus_attributions_is_the_calibrated_logit(fitted):
     attributions, baseline = model.attributions(rows)
     n_cond = len(SCHEMA.conditions)
     assert attributions.shape == (len(rows), n_cond, len(SCHEMA.column_names))
+    total = baseline + attributions.sum(axis=2)
+    # on the logit scale, from the model's own weights (a logit recovered from a probability near
+    # 0 or 1 loses digits: at a logit of 21, 1e-7 of them)
+    weights, bias = linear_weights(model.base_.named_steps["classifier"])
+    z = (np.asarray(model.base_.named_steps["features"].transform(rows), dtype=float) @ weights + bias)[:, :n_cond]
+    expected = model.calibrator_.intercept_[:n_cond] + model.calibrator_.slope_[:n_cond] * z
+    np.testing.assert_allclose(total, expected, rtol=0, atol=1e-8)
+    # and on the probability scale, through the calibrator itself
     calibrated = model.calibrator_.transform(model.predict_uncalibrated(rows))[:, :n_cond]
-    np.testing.assert_allclose(baseline + attributions.sum(axis=2), logit(calibrated), rtol=0, atol=1e-8)
+    np.testing.assert_allclose(expit(total), calibrated, rtol=0, atol=1e-12)
+    assert np.abs(total).max() > 5  # the check covers confident rows too
 
 
 def test_a_strong_sign_is_cited_up_and_a_blank_never(fitted):
