@@ -19,6 +19,7 @@ from pipeline.contract.schema import Schema
 from pipeline.learning.calibration import CAUSE_CLIP, LabelCalibrator
 from pipeline.learning.families import family, linear_weights
 from pipeline.learning.features import feature_transformer
+from pipeline.scoring.compact import cause_inputs
 
 FEATURE_FIT_ROWS = 200_000  # rows the feature transformer's statistics are estimated from
 BLOCK_ROWS = 50_000  # rows transformed at a time into the training feature block
@@ -120,14 +121,7 @@ class CauseModel(BaseEstimator):
 
     def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
         """Per cause: logit of its own calibrated score and of 1 - prod(1 - p_condition)."""
-        n_cond = len(self.output_columns_) - len(self.cause_members_)
-        clipped = np.clip(p, CAUSE_CLIP, 1 - CAUSE_CLIP)
-        out = []
-        for g, members in enumerate(self.cause_members_):
-            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), CAUSE_CLIP, 1 - CAUSE_CLIP)
-            own = clipped[:, n_cond + g]
-            out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
-        return out
+        return cause_inputs(p, self.cause_members_, CAUSE_CLIP)
 
     def predict_uncalibrated(self, X: pd.DataFrame) -> np.ndarray:
         linear = linear_weights(self.base_.named_steps["classifier"])

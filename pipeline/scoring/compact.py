@@ -229,15 +229,7 @@ class CompactModel:
         return expit(self.arrays["cal_intercept"] + self.arrays["cal_slope"] * logit)
 
     def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
-        n_cond = len(self.output_columns_) - len(self.cause_members_)
-        clip = self.cause_clip
-        clipped = np.clip(p, clip, 1 - clip)
-        out = []
-        for g, members in enumerate(self.cause_members_):
-            p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), clip, 1 - clip)
-            own = clipped[:, n_cond + g]
-            out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
-        return out
+        return cause_inputs(p, self.cause_members_, self.cause_clip)
 
     def predict_proba(self, typed: pd.DataFrame) -> np.ndarray:
         """(n, conditions + causes) calibrated probabilities, each cause held between its likeliest
@@ -259,6 +251,20 @@ def _level_positions(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     position = np.array([levels.index(c) if c in levels else -1 for c in known] + [levels.index("blank")])
     codes = column.cat.codes.to_numpy()
     return position[np.where(codes < 0, len(known), codes)]
+
+
+def cause_inputs(p: np.ndarray, cause_members: list[list[int]], clip: float) -> list[np.ndarray]:
+    """Per cause, the inputs of its logistic stack: the logit of its own calibrated score and of
+    1 - prod(1 - p_condition) over its conditions, both clipped `clip` away from 0 and 1. `p` is
+    (rows, conditions + causes); the one definition for the fitted model and the compact form."""
+    n_cond = p.shape[1] - len(cause_members)
+    clipped = np.clip(p, clip, 1 - clip)
+    out = []
+    for g, members in enumerate(cause_members):
+        p_any = np.clip(1 - np.prod(1 - clipped[:, members], axis=1), clip, 1 - clip)
+        own = clipped[:, n_cond + g]
+        out.append(np.column_stack([np.log(own / (1 - own)), np.log(p_any / (1 - p_any))]))
+    return out
 
 
 def _one_hot(block: Block, values: dict[str, np.ndarray], view: np.ndarray) -> None:
