@@ -94,7 +94,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_experiments(args: argparse.Namespace) -> None:
     from pipeline.learning.experiments import league_table, run_candidates
 
-    print("\n" + league_table(run_candidates()))
+    results, failed = run_candidates()
+    if results:
+        print("\n" + league_table(results))
+    if failed:
+        raise UserError(f"{len(failed)} experiment(s) failed: {', '.join(failed)}")
 
 
 def cmd_score(args: argparse.Namespace) -> None:

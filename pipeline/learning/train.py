@@ -4,6 +4,7 @@ oracle, log everything to MLflow, register, and move the champion alias only whe
 from __future__ import annotations
 
 import json
+import resource
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -73,6 +74,7 @@ class TrainResult:
     reason: str
     validation: dict[str, float]
     seconds: float
+    peak_rss_mb: float  # the process's peak so far: the run's own when it has a process to itself
 
 
 def train(
@@ -181,8 +183,9 @@ def train(
         set_champion(version, decision)
         mlflow.set_tag("promotion", decision.reason)
         seconds = time.perf_counter() - start
-        mlflow.log_metric("train_seconds", seconds)
-    return TrainResult(run.info.run_id, version, decision.promote, decision.reason, summary, seconds)
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        mlflow.log_metrics({"train_seconds": seconds, "peak_rss_mb": peak_rss_mb})
+    return TrainResult(run.info.run_id, version, decision.promote, decision.reason, summary, seconds, peak_rss_mb)
 
 
 def print_result(config: ExperimentConfig, result: TrainResult) -> None:
@@ -197,4 +200,7 @@ def print_result(config: ExperimentConfig, result: TrainResult) -> None:
         f"registered {REGISTERED_MODEL} version {result.version}; "
         f"{'champion' if result.promoted else 'not promoted'}: {result.reason}"
     )
-    print(f"took {result.seconds:.0f} s; tracking store {tracking_uri()} (make ui to browse)")
+    print(
+        f"took {result.seconds:.0f} s, peak memory {result.peak_rss_mb / 1024:.2f} GB; tracking store {tracking_uri()} "
+        "(make ui to browse)"
+    )
