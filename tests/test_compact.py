@@ -1,6 +1,7 @@
 """The compact scoring form (pipeline/scoring/compact.py) reproduces the fitted pipeline: the
-features bit for bit, the probabilities to 1e-9 (and in fact exactly), on dense, sparse and
-out-of-range forms, for each calibration it supports; and a model it cannot reproduce has none."""
+features bit for bit, the probabilities to 1e-9 (in fact to 1e-12 as the logits are summed column
+by column, and exactly through the dense features), on dense, sparse and out-of-range forms, for
+each calibration it supports; and a model it cannot reproduce has none."""
 
 from __future__ import annotations
 
@@ -83,8 +84,12 @@ def test_probabilities_are_the_models_in_chunks_of_any_size(quick_model, forms, 
     head = forms.head(200 if step == 1 else len(forms))
     expected = np.concatenate([quick_model.predict_proba(head.iloc[i : i + step]) for i in range(0, len(head), step)])
     got = np.concatenate([compact.predict_proba(head.iloc[i : i + step]) for i in range(0, len(head), step)])
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(got, expected)  # the same arithmetic on the same layouts
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)  # the logits' terms added in another order
+    raw = np.concatenate([quick_model.predict_uncalibrated(head.iloc[i : i + step]) for i in range(0, len(head), step)])
+    dense = np.concatenate(
+        [compact.predict_uncalibrated_dense(head.iloc[i : i + step]) for i in range(0, len(head), step)]
+    )
+    np.testing.assert_array_equal(dense, raw)  # through the dense features: the same arithmetic on the same layouts
 
 
 @pytest.mark.parametrize("calibration", ["temperature", "none"])
@@ -159,3 +164,7 @@ def test_yes_no_values_other_than_validation_makes_are_reproduced_too(quick_mode
     compact = round_trip(quick_model, tmp_path)
     expected = np.asarray(quick_model.base_.named_steps["features"].transform(odd), dtype=float)
     np.testing.assert_array_equal(compact.features(odd), expected)
+    # the logits too: 0.5 is neither yes nor no, so the column is tabulated at its values and the
+    # products take the general path
+    np.testing.assert_allclose(compact.predict_proba(odd), quick_model.predict_proba(odd), rtol=0, atol=1e-12)
+    assert not np.array_equal(compact.predict_proba(odd), compact.predict_proba(forms.head(50)))

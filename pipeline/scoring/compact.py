@@ -105,6 +105,7 @@ class CompactModel:
         self.bias = np.asarray(arrays["bias"], dtype=np.float64)
         if self.weights.shape != (self.n_features, len(self.output_columns_)):
             raise CompactFormError(f"weights of shape {self.weights.shape} do not fit {self.n_features} features")
+        self._tables = None  # the per-column tables of the logits, made at the first prediction
 
     # ------------------------------------------------------------------------------ file form
 
@@ -128,17 +129,24 @@ class CompactModel:
 
     # ------------------------------------------------------------------------------- features
 
-    def _columns(self, typed: pd.DataFrame) -> _Prepared:
-        """What the features read, per chunk: the numbers (NaN blank), each one-hot column's level
-        positions (-1 for a level the encoder does not know), and each spline column's basis for
-        each distinct value (a column holds a few hundred distinct values, mostly the imputed one)."""
+    def _values_of(self, typed: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The numbers (float64, NaN blank) and each one-hot column's level positions (-1 for a level the
+        encoder does not know)."""
         values = {name: typed[name].to_numpy(dtype=np.float64) for name in self.numeric_columns}
-        splines = {}
-        for i, block in enumerate(self.blocks):
+        for block in self.blocks:
             if block.kind == "one_hot":
                 for name, levels in zip(block.columns, block.categories, strict=True):
                     values[name] = _level_positions(typed[name], levels)
-            elif block.kind == "spline":
+        return values
+
+    def _columns(self, typed: pd.DataFrame) -> _Prepared:
+        """What the features read, per chunk: the numbers and level positions (`_values_of`), and each
+        spline column's basis for each distinct value (a column holds a few hundred distinct values,
+        mostly the imputed one)."""
+        values = self._values_of(typed)
+        splines = {}
+        for i, block in enumerate(self.blocks):
+            if block.kind == "spline":
                 x, _ = self._values(i, block, values)
                 tables = []
                 for j in range(x.shape[1]):
@@ -209,8 +217,18 @@ class CompactModel:
     # ---------------------------------------------------------------------------- probabilities
 
     def predict_uncalibrated(self, typed: pd.DataFrame) -> np.ndarray:
-        """The base model's probabilities; the features are made a block of rows at a time into one
-        buffer (small enough to stay in cache), each block multiplied by the weights at once."""
+        """The base model's probabilities, from the logits summed column by column (no dense features;
+        pipeline.scoring.column_tables)."""
+        if self._tables is None:
+            from pipeline.scoring.column_tables import ColumnTables
+
+            self._tables = ColumnTables(self)
+        return expit(self._tables.logits(typed, self._values_of(typed)))
+
+    def predict_uncalibrated_dense(self, typed: pd.DataFrame) -> np.ndarray:
+        """The same through the dense features, a block of rows at a time into one buffer (small enough
+        to stay in cache), each block multiplied by the weights at once: one matrix product as the
+        fitted pipeline computes it."""
         n = len(typed)
         columns = self._columns(typed)
         logits = np.empty((n, self.weights.shape[1]), dtype=np.float64)

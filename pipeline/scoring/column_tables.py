@@ -1,0 +1,168 @@
+"""The compact model's logits without a dense feature matrix: a sum of one table per input column.
+
+Every feature block but the yes/no products depends on one input column, and the logits are
+linear in the features, so a column's share of all 27 logits is a function of its value alone:
+its features at that value times their rows of the weights. Per chunk, each column's distinct
+values are found (a yes/no field has three: 0, 1 and blank, tabulated once when the model loads;
+a lab a few thousand), its table of shares is made at those values only, and the logits are the
+sum over columns of each row's entry, one sparse product (scipy's CSR kernel) with a 0/1 matrix
+that picks one table row per column. The products of yes/no pairs are another sparse product:
+few pairs are both "yes" on a form.
+
+The features at each distinct value are computed by the very operations of the dense path
+(pipeline.scoring.compact), so they are the fitted pipeline's bit for bit; only the order in which
+the shares are added differs from one dense matrix product, which moves a probability by a few
+units of 1e-15 (tests/test_compact.py holds it to 1e-12; registration refuses a form 1e-9 away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+if TYPE_CHECKING:
+    from pipeline.scoring.compact import Block, CompactModel
+
+YES_NO = np.array([0.0, 1.0, np.nan])  # the values a yes/no field takes once validated, in table order
+
+
+@dataclass(frozen=True)
+class _Share:
+    """Column j of block i, whose features start at weight row `at`."""
+
+    i: int
+    block: Block
+    j: int
+    at: int
+
+
+class ColumnTables:
+    """Logits of a CompactModel as sums of per-column tables (see the module's notes)."""
+
+    def __init__(self, model: CompactModel):
+        self.model = model
+        self.shares: dict[str, list[_Share]] = {}
+        self.products: _Share | None = None
+        at = 0
+        for i, block in enumerate(model.blocks):
+            if block.kind == "products":
+                self.products = _Share(i, block, 0, at)
+            else:
+                for j, name in enumerate(block.columns):
+                    self.shares.setdefault(name, []).append(_Share(i, block, j, at))
+            at += block.width
+        self.categorical = [n for n, s in self.shares.items() if s[0].block.kind == "one_hot"]
+        self.numeric = [n for n in self.shares if n not in self.categorical]
+        # tables made once: a categorical column's share per level (and an unknown level), a number's
+        # share at 0, 1 and blank (used for the chunks in which it holds nothing else, as yes/no fields do)
+        self.level_tables = {n: self._table(n, np.arange(-1.0, self._levels(n))) for n in self.categorical}
+        self.yes_no_tables = {n: self._table(n, YES_NO) for n in self.numeric}
+        if self.products is not None:
+            pairs = self.products.block.pairs
+            self.pair_fields = list(dict.fromkeys(name for pair in pairs for name in pair))
+            index = {name: k for k, name in enumerate(self.pair_fields)}
+            self.left = np.array([index[a] for a, _ in pairs])
+            self.right = np.array([index[b] for _, b in pairs])
+            self.pair_weights = model.weights[self.products.at : self.products.at + self.products.block.width]
+
+    def _levels(self, name: str) -> int:
+        share = self.shares[name][0]
+        return len(share.block.categories[share.j])
+
+    # ------------------------------------------------------------------------------ tables
+
+    def _table(self, name: str, x: np.ndarray) -> np.ndarray:
+        """(len(x), outputs): the column's share of the logits at each of the values x (float64; for a
+        categorical column the level positions, -1 an unknown level)."""
+        table = np.zeros((len(x), self.model.weights.shape[1]))
+        for share in self.shares[name]:
+            table += self._block_share(share, x)
+        return table
+
+    def _block_share(self, s: _Share, x: np.ndarray) -> np.ndarray:
+        """One block's features of one column at x, times their weight rows; the features as
+        CompactModel._features_into makes them, value for value."""
+        model, block, weights = self.model, s.block, self.model.weights
+        if block.kind == "one_hot":
+            first = s.at + sum(len(levels) for levels in block.categories[: s.j])
+            out = np.zeros((len(x), weights.shape[1]))
+            known = x >= 0
+            out[known] = weights[first + x[known].astype(np.int64)]
+            return out
+        if block.kind == "steps":
+            first = s.at + sum(len(cuts) for cuts in block.cuts[: s.j])
+            steps = np.column_stack([x >= cut for cut in block.cuts[s.j]]).astype(np.float64)
+            return steps @ weights[first : first + len(block.cuts[s.j])]
+        value = np.log1p(np.clip(x, 0, None)) if block.log else x
+        missing = np.isnan(value)
+        imputed = np.where(missing, model.arrays[f"b{s.i}_fill"][s.j], value)
+        if block.kind == "spline":
+            per = block.width // len(block.columns)
+            basis = model._basis_table(s.i, block, s.j, imputed)
+            return basis @ weights[s.at + s.j * per : s.at + (s.j + 1) * per]
+        # impute: the value and its missing indicator, each standardised if the block is
+        features, rows = [imputed], [s.j]
+        if s.j in block.indicators:
+            features.append(missing.astype(np.float64))
+            rows.append(len(block.columns) + block.indicators.index(s.j))
+        columns = np.column_stack(features)
+        if block.scale:
+            columns -= model.arrays[f"b{s.i}_mean"][rows]
+            columns /= model.arrays[f"b{s.i}_scale"][rows]
+        return columns @ weights[[s.at + r for r in rows]]
+
+    # ------------------------------------------------------------------------------ logits
+
+    def logits(self, typed: pd.DataFrame, values: dict[str, np.ndarray]) -> np.ndarray:
+        """(n, outputs) logits of the typed rows; `values` holds the numeric columns as float64
+        (NaN blank) and the categorical ones as level positions (CompactModel._values_of)."""
+        n = len(typed)
+        names = [*self.categorical, *self.numeric]
+        picks = np.empty((n, len(names)), dtype=np.int64)
+        tables, offset = [], 0
+        for k, name in enumerate(self.categorical):
+            picks[:, k] = values[name] + (1 + offset)  # position -1 (unknown) is the table's first row
+            tables.append(self.level_tables[name])
+            offset += len(tables[-1])
+        if self.numeric:
+            x = np.column_stack([values[name] for name in self.numeric])
+            missing = np.isnan(x)
+            yes_no = np.all((x == 0.0) | (x == 1.0) | missing, axis=0)
+            codes = np.where(missing, 2, x)  # a yes/no column's table row
+        for k, name in enumerate(self.numeric, start=len(self.categorical)):
+            j = k - len(self.categorical)
+            if yes_no[j]:
+                picks[:, k] = codes[:, j].astype(np.int64) + offset
+                tables.append(self.yes_no_tables[name])
+            else:
+                inverse, distinct = pd.factorize(x[:, j], use_na_sentinel=False)
+                picks[:, k] = inverse + offset
+                tables.append(self._table(name, np.asarray(distinct, dtype=np.float64)))
+            offset += len(tables[-1])
+        pick = sparse.csr_array(
+            (np.ones(picks.size), picks.reshape(-1), np.arange(0, picks.size + 1, len(names))), shape=(n, offset)
+        )
+        logits = pick @ np.vstack(tables)
+        if self.products is not None:
+            logits += self._pair_products(values, n) @ self.pair_weights
+        return logits + self.model.bias
+
+    def _pair_products(self, values: dict[str, np.ndarray], n: int) -> sparse.csr_array:
+        """(n, pairs) products of the yes/no pairs, sparse: a blank counts as no
+        (pipeline.learning.features.interaction_products)."""
+        x = np.column_stack([values[name] for name in self.pair_fields])
+        yes = x == 1.0
+        if np.all(yes | (x == 0.0) | np.isnan(x)):  # as validation makes them: then 1 x 1 is the only 1
+            rows, pairs = np.nonzero(yes[:, self.left] & yes[:, self.right])
+            products = np.ones(len(rows))
+        else:
+            x = np.nan_to_num(x)
+            product = x[:, self.left] * x[:, self.right]
+            rows, pairs = np.nonzero(product)
+            products = product[rows, pairs]
+        starts = np.searchsorted(rows, np.arange(n + 1))  # np.nonzero lists the rows in order
+        return sparse.csr_array((products, pairs, starts), shape=(n, len(self.left)))
