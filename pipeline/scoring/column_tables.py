@@ -18,32 +18,29 @@ units of 1e-15 (tests/test_compact.py holds it to 1e-12; registration refuses a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-
-if TYPE_CHECKING:
-    from pipeline.scoring.compact import Block, CompactModel
 
 YES_NO = np.array([0.0, 1.0, np.nan])  # the values a yes/no field takes once validated, in table order
 
 
 @dataclass(frozen=True)
 class _Share:
-    """Column j of block i, whose features start at weight row `at`."""
+    """Column j of block i (a pipeline.scoring.compact.Block), whose features start at weight row `at`."""
 
     i: int
-    block: Block
+    block: object
     j: int
     at: int
 
 
 class ColumnTables:
-    """Logits of a CompactModel as sums of per-column tables (see the module's notes)."""
+    """Logits of a pipeline.scoring.compact.CompactModel as sums of per-column tables (see the module's
+    notes). This module reads the model's blocks, weights and arrays; it does not import it."""
 
-    def __init__(self, model: CompactModel):
+    def __init__(self, model):
         self.model = model
         self.shares: dict[str, list[_Share]] = {}
         self.products: _Share | None = None

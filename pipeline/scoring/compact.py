@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from pipeline.scoring.column_tables import ColumnTables
+
 FORMAT = "leg-fatigue-compact-scoring"
 BLOCK_ROWS = 1024  # rows whose features are made and multiplied at once
 FORMAT_VERSION = 2  # 2 added the "steps" block kind; files of version 1 read unchanged
@@ -220,8 +222,6 @@ class CompactModel:
         """The base model's probabilities, from the logits summed column by column (no dense features;
         pipeline.scoring.column_tables)."""
         if self._tables is None:
-            from pipeline.scoring.column_tables import ColumnTables
-
             self._tables = ColumnTables(self)
         return expit(self._tables.logits(typed, self._values_of(typed)))
 
