@@ -154,8 +154,12 @@ class _Parser:
         self.names, self.delimiter, self.id_index, self.schema, self.name = names, delimiter, id_index, schema, name
         self.offset = 0  # data rows before the next chunk
         self.keep = keep or names
+        # yes/no and category cells are read dictionary-encoded: a few distinct spellings per column,
+        # so parsing copies no text and validation looks each spelling up once (see validate.py)
+        words = {c.name for c in schema.columns if c.kind in ("yes_no", "category")}
+        word_type = pa.dictionary(pa.int32(), pa.string())
         self.convert = pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
+            column_types={n: word_type if n.strip() in words else pa.string() for n in names},
             include_columns=keep or [],
             strings_can_be_null=False,
             quoted_strings_can_be_null=False,

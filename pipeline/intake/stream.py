@@ -41,7 +41,8 @@ class ValidatedChunk:
 
     typed: pd.DataFrame  # valid rows; index = 1-based data-row position in the source
     rejects: pd.DataFrame  # the rejects columns, one line per bad cell or malformed row, by row
-    raw: pa.Table  # the well-formed rows' cells as text, every header column (labels included)
+    raw: pa.Table  # the well-formed rows' cells as text, every header column (labels included); from a CSV
+    # the yes/no and category cells are dictionary-encoded text
     rows_read: int  # data rows in the chunk, well-formed or not
 
     @property

@@ -139,14 +139,33 @@ def _spelled(col: Column, schema: Schema, decimal_comma: bool) -> _Spellings:
 Decided = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # values, bad, reasons of the bad, other
 
 
+def _text(raw: pa.Array) -> pa.Array:
+    """Cells as plain strings (a dictionary-encoded column decoded)."""
+    return raw if raw.type == pa.string() else pc.cast(raw, pa.string())
+
+
+def _spelling_index(raws: list[pa.Array], known: pa.Array) -> np.ndarray:
+    """(columns, rows): each cell's place among the `known` spellings, -1 where it is not one. A
+    dictionary-encoded column is looked up once per distinct spelling; plain strings all at once."""
+    index = np.empty((len(raws), len(raws[0])), dtype=np.int64)
+    plain = [j for j, raw in enumerate(raws) if not pa.types.is_dictionary(raw.type)]
+    for j, raw in enumerate(raws):
+        if j not in plain:
+            found = pc.fill_null(pc.index_in(_text(raw.dictionary), value_set=known), -1)
+            index[j] = found.to_numpy(zero_copy_only=False)[raw.indices.to_numpy(zero_copy_only=False)]
+    if plain:
+        cells = pa.concat_arrays([raws[j] for j in plain]) if len(plain) > 1 else raws[plain[0]]
+        found = pc.fill_null(pc.index_in(cells, value_set=known), -1).to_numpy(zero_copy_only=False)
+        index[plain] = found.reshape(len(plain), -1)
+    return index
+
+
 def _fast_words(cols: list[Column], raws: list[pa.Array], schema: Schema, decimal_comma: bool) -> list[Decided]:
     """The fast path for yes/no or category columns that share their words and rules: every cell
-    looked up at once among the usual spellings. Per column: (values, bad, reasons of the bad
-    cells, other: the cells the fast path cannot decide)."""
+    looked up among the usual spellings. Per column: (values, bad, reasons of the bad cells,
+    other: the cells the fast path cannot decide)."""
     known = _spellings(cols[0], schema, decimal_comma)
-    cells = pa.concat_arrays(raws) if len(raws) > 1 else raws[0]
-    index = pc.fill_null(pc.index_in(cells, value_set=known.text), -1).to_numpy(zero_copy_only=False)
-    index = index.reshape(len(raws), -1)
+    index = _spelling_index(raws, known.text)
     other = index < 0
     index = np.where(other, 0, index)
     values, bad = known.values[index], known.bad[index] & ~other
@@ -186,13 +205,24 @@ def _fast_numbers(cols: list[Column], raws: list[pa.Array]) -> list[Decided]:
     return out
 
 
+def _raw(column: pa.ChunkedArray, col: Column) -> pa.Array:
+    """A column's cells as one array: strings, or dictionary-encoded strings for yes/no and category
+    columns read that way (numbers, which the fast path parses as text, always plain strings)."""
+    cells = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    if pa.types.is_dictionary(cells.type) and col.kind in ("yes_no", "category"):
+        if cells.null_count:  # a dictionary read elsewhere with nulls: as plain text, like any other
+            return _text(cells)
+        return cells if cells.dictionary.type == pa.string() else cells.cast(pa.dictionary(pa.int32(), pa.string()))
+    return _text(cells)
+
+
 def _validated_columns(
     table: pa.Table, names: dict[str, str], schema: Schema, markers: pa.Array, decimal_comma: bool
 ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]]:
     """(values, bad, reasons of the bad cells, raw cells) of every schema column the table has: the
     fast path for columns grouped by their rules, then the full rules for the cells it left."""
     present = [col for col in schema.columns if col.name in names]
-    raws = {col.name: pc.cast(table.column(names[col.name]).combine_chunks(), pa.string()) for col in present}
+    raws = {col.name: _raw(table.column(names[col.name]), col) for col in present}
     groups: dict[tuple, list[Column]] = {}
     for col in present:
         key = ("number",) if col.kind in ("integer", "number") else (col.kind, col.categories, col.required)
@@ -208,7 +238,7 @@ def _validated_columns(
         raw = raws[col.name]
         if other.any():
             where = np.flatnonzero(other)
-            sub_values, sub_bad, sub_reasons = _typed_column(col, _Column(raw.take(pa.array(where)), markers),
+            sub_values, sub_bad, sub_reasons = _typed_column(col, _Column(_text(raw.take(pa.array(where))), markers),
                                                              schema, decimal_comma)  # fmt: skip
             all_reasons = np.full(len(raw), "", dtype=object)
             all_reasons[bad] = reasons
@@ -267,7 +297,7 @@ def validate_table(
                         "row": rows[where],
                         "record_id": np.asarray(raw_id.take(picked).to_numpy(zero_copy_only=False), dtype=object),
                         "field": field_name,
-                        "value": np.asarray(raw.take(picked).to_numpy(zero_copy_only=False), dtype=object),
+                        "value": np.asarray(_text(raw.take(picked)).to_numpy(zero_copy_only=False), dtype=object),
                         "reason": reasons,
                     }
                 )
