@@ -29,7 +29,8 @@ def test_league_table_is_best_first_with_wall_time_and_peak_memory():
 
 
 def test_candidates_train_in_fresh_processes_and_skip_utility_configs(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the children's store (they read the environment)
     smoke = yaml.safe_load((EXPERIMENTS_DIR / "smoke.yaml").read_text())
     configs = {
         "a_candidate": {"candidate": True},
@@ -47,7 +48,7 @@ def test_candidates_train_in_fresh_processes_and_skip_utility_configs(tmp_path, 
     assert "c_broken: training failed (exit status 1)" in capsys.readouterr().out
     result = results[0][1]
     assert result.promoted  # the first model in a fresh store
-    run = MlflowClient().get_run(result.run_id)
+    run = MlflowClient(tracking_uri=uri).get_run(result.run_id)  # not a URI an earlier test set
     assert run.data.metrics["peak_rss_mb"] == result.peak_rss_mb
     assert run.data.metrics["train_seconds"] == result.seconds
     assert result.peak_rss_mb > 100  # an interpreter of its own, with scikit-learn and MLflow loaded

@@ -52,6 +52,7 @@ class ColumnTables:
                 for j, name in enumerate(block.columns):
                     self.shares.setdefault(name, []).append(_Share(i, block, j, at))
             at += block.width
+        self._ones = np.ones(0)  # the CSR's values: ones, kept for the largest chunk so far
         self.categorical = [n for n, s in self.shares.items() if s[0].block.kind == "one_hot"]
         self.numeric = [n for n in self.shares if n not in self.categorical]
         # tables made once: a categorical column's share per level (and an unknown level), a number's
@@ -119,30 +120,27 @@ class ColumnTables:
         (NaN blank) and the categorical ones as level positions (CompactModel._values_of)."""
         n = len(typed)
         names = [*self.categorical, *self.numeric]
-        picks = np.empty((n, len(names)), dtype=np.int64)
+        picks = np.empty((n, len(names)), dtype=np.int32)  # each row's table row per column (CSR indices)
         tables, offset = [], 0
         for k, name in enumerate(self.categorical):
             picks[:, k] = values[name] + (1 + offset)  # position -1 (unknown) is the table's first row
             tables.append(self.level_tables[name])
             offset += len(tables[-1])
-        if self.numeric:
-            x = np.column_stack([values[name] for name in self.numeric])
-            missing = np.isnan(x)
-            yes_no = np.all((x == 0.0) | (x == 1.0) | missing, axis=0)
-            codes = np.where(missing, 2, x)  # a yes/no column's table row
         for k, name in enumerate(self.numeric, start=len(self.categorical)):
-            j = k - len(self.categorical)
-            if yes_no[j]:
-                picks[:, k] = codes[:, j].astype(np.int64) + offset
+            x = values[name]
+            missing = np.isnan(x)
+            if np.all((x == 0.0) | (x == 1.0) | missing):  # yes/no values only: the table made at load
+                picks[:, k] = np.where(missing, 2.0, x) + offset
                 tables.append(self.yes_no_tables[name])
             else:
-                inverse, distinct = pd.factorize(x[:, j], use_na_sentinel=False)
+                inverse, distinct = pd.factorize(x, use_na_sentinel=False)
                 picks[:, k] = inverse + offset
                 tables.append(self._table(name, np.asarray(distinct, dtype=np.float64)))
             offset += len(tables[-1])
-        pick = sparse.csr_array(
-            (np.ones(picks.size), picks.reshape(-1), np.arange(0, picks.size + 1, len(names))), shape=(n, offset)
-        )
+        if len(self._ones) < picks.size:
+            self._ones = np.ones(picks.size)
+        starts = np.arange(0, picks.size + 1, len(names), dtype=np.int32)
+        pick = sparse.csr_array((self._ones[: picks.size], picks.reshape(-1), starts), shape=(n, offset))
         logits = pick @ np.vstack(tables)
         if self.products is not None:
             logits += self._pair_products(values, n) @ self.pair_weights
