@@ -2,17 +2,19 @@
 
 At registration (pipeline.tracking.model_logging) a logistic CauseModel is also written in this
 form beside the MLflow pyfunc, after checking that it reproduces the model's probabilities. The
-batch scorer loads it with numpy alone (no MLflow, skops or scikit-learn), so a small file
-scores in about the time it takes to import pandas and pyarrow. The pyfunc stays the source of
-truth; `score --explain` and other families use the full model.
+batch scorer loads it with numpy and scipy alone (no MLflow, skops or scikit-learn), so a small
+file scores in about the time it takes to import pandas and pyarrow. The pyfunc stays the source
+of truth; `score --explain` and other families use the full model.
 
 Every step repeats the fitted pipeline's arithmetic in the same order and on arrays of the same
 layout (imputation, missing indicators, standard scaling, log1p, one-hot levels, the cubic
-B-spline basis by de Boor's recursion as scipy evaluates it, yes/no products, one matrix
-product, Platt or temperature calibration, the causes' logistic stack and coherence), so the
-features are bit for bit the pipeline's and so are the probabilities, up to the last bit a
-matrix product of another number of rows may round differently (tests/test_compact.py checks
-both, and registration refuses a form more than 1e-9 from its model).
+B-spline basis by de Boor's recursion as scipy evaluates it, yes/no products), so the features
+(`features`) are bit for bit the pipeline's, and through them and one matrix product
+(`predict_uncalibrated_dense`) so are the logits. Scoring (`predict_proba`) sums the same terms
+column by column instead (pipeline.scoring.column_tables: no dense feature block), which moves a
+probability by a few 1e-15; then Platt or temperature calibration, the causes' logistic stack and
+coherence. tests/test_compact.py checks both paths, and registration refuses a form more than
+1e-9 from its model.
 """
 
 from __future__ import annotations
