@@ -66,6 +66,9 @@ class ColumnTables:
             self.left = np.array([index[a] for a, _ in pairs])
             self.right = np.array([index[b] for _, b in pairs])
             self.pair_weights = model.weights[self.products.at : self.products.at + self.products.block.width]
+            # fields checked for yes/no values by `logits` (they have a table), and the others' places
+            self.pair_tabled = [name for name in self.pair_fields if name in self.numeric]
+            self.pair_untabled = [k for k, name in enumerate(self.pair_fields) if name not in self.numeric]
 
     def _levels(self, name: str) -> int:
         share = self.shares[name][0]
@@ -115,13 +118,12 @@ class ColumnTables:
 
     # ------------------------------------------------------------------------------ logits
 
-    def logits(self, typed: pd.DataFrame, values: dict[str, np.ndarray]) -> np.ndarray:
-        """(n, outputs) logits of the typed rows; `values` holds the numeric columns as float64
-        (NaN blank) and the categorical ones as level positions (CompactModel._values_of)."""
-        n = len(typed)
+    def logits(self, values: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """(n, outputs) logits of n rows; `values` holds the numeric columns as float64 (NaN blank)
+        and the categorical ones as level positions (CompactModel._values_of)."""
         names = [*self.categorical, *self.numeric]
         picks = np.empty((n, len(names)), dtype=np.int32)  # each row's table row per column (CSR indices)
-        tables, offset = [], 0
+        tables, offset, yes_no = [], 0, set()
         for k, name in enumerate(self.categorical):
             picks[:, k] = values[name] + (1 + offset)  # position -1 (unknown) is the table's first row
             tables.append(self.level_tables[name])
@@ -132,6 +134,7 @@ class ColumnTables:
             if np.all((x == 0.0) | (x == 1.0) | missing):  # yes/no values only: the table made at load
                 picks[:, k] = np.where(missing, 2.0, x) + offset
                 tables.append(self.yes_no_tables[name])
+                yes_no.add(name)
             else:
                 inverse, distinct = pd.factorize(x, use_na_sentinel=False)
                 picks[:, k] = inverse + offset
@@ -143,15 +146,20 @@ class ColumnTables:
         pick = sparse.csr_array((self._ones[: picks.size], picks.reshape(-1), starts), shape=(n, offset))
         logits = pick @ np.vstack(tables)
         if self.products is not None:
-            logits += self._pair_products(values, n) @ self.pair_weights
+            logits += self._pair_products(values, n, yes_no) @ self.pair_weights
         return logits + self.model.bias
 
-    def _pair_products(self, values: dict[str, np.ndarray], n: int) -> sparse.csr_array:
+    def _pair_products(self, values: dict[str, np.ndarray], n: int, yes_no: set[str]) -> sparse.csr_array:
         """(n, pairs) products of the yes/no pairs, sparse: a blank counts as no
-        (pipeline.learning.features.interaction_products)."""
+        (pipeline.learning.features.interaction_products). `yes_no`: the columns found to hold
+        only 0, 1 and blank in this chunk (the fields without a table of their own checked here)."""
         x = np.column_stack([values[name] for name in self.pair_fields])
         yes = x == 1.0
-        if np.all(yes | (x == 0.0) | np.isnan(x)):  # as validation makes them: then 1 x 1 is the only 1
+        binary = all(name in yes_no for name in self.pair_tabled)
+        if binary and self.pair_untabled:
+            rest = x[:, self.pair_untabled]
+            binary = bool(np.all((rest == 1.0) | (rest == 0.0) | np.isnan(rest)))
+        if binary:  # as validation makes them: then 1 x 1 is the only 1
             rows, pairs = np.nonzero(yes[:, self.left] & yes[:, self.right])
             products = np.ones(len(rows))
         else:

@@ -225,7 +225,7 @@ class CompactModel:
         pipeline.scoring.column_tables)."""
         if self._tables is None:
             self._tables = ColumnTables(self)
-        return expit(self._tables.logits(typed, self._values_of(typed)))
+        return expit(self._tables.logits(self._values_of(typed), len(typed)))
 
     def predict_uncalibrated_dense(self, typed: pd.DataFrame) -> np.ndarray:
         """The same through the dense features, a block of rows at a time into one buffer (small enough
