@@ -119,3 +119,23 @@ def test_ids_used_in_an_earlier_source_are_repeats_naming_it(forms):
         [41, "repeated record_id (first used at row 41 of b.csv)"],
     ]
     assert first not in set(typed["record_id"]) and len(seen.ids) == 2 + 297  # the rest learnt as they came
+
+
+def test_repeats_are_found_across_the_growth_of_the_id_bitmap():
+    """The bitmap of ids kept starts small and grows with them; an id first used before it grew is
+    still a repeat after, and a file of a few ids keeps a small bitmap."""
+    import pipeline.intake.seen_ids as seen_ids
+
+    seen = SeenIds()
+    small = seen._filter.nbytes
+    assert small <= 1 << (seen_ids.FILTER_BITS[0] - 3)
+    chunk, n = 10_000, 120_000  # past the smallest bitmap's 32 bits per id
+    for start in range(0, n, chunk):
+        ids = np.array([f"id{i}" for i in range(start, start + chunk)], dtype=object)
+        rows = np.arange(start + 1, start + chunk + 1)
+        first, _ = seen.first_use(ids, rows, np.ones(chunk, dtype=bool))
+        assert (first == rows).all()  # all new
+    assert seen._filter.nbytes * 8 >= seen_ids.FILTER_BITS_PER_ID * n > small * 8
+    again = np.array(["id0", "id12345", "new", f"id{n - 1}"], dtype=object)
+    first, _ = seen.first_use(again, np.arange(n + 1, n + 5), np.ones(4, dtype=bool))
+    assert first.tolist() == [1, 12346, n + 3, n]

@@ -5,10 +5,12 @@ source, however long.
 Each new id is kept once (Arrow strings, in the order first used) with its row and a 64-bit hash
 of it; the hashes are kept in sorted runs, merged as they double, so looking up a chunk costs a
 binary search per run. A hash that matches is confirmed by comparing the ids themselves, so a
-collision never rejects a row. A fixed bitmap of 2**26 bits (8 MB) marks the hashes kept, so only
-the few ids whose bit is set (the repeats, and a few percent of the new ids in a file of a
-million) are searched for: binary searches into runs of a million hashes miss the cache at every
-step, and were a fifth of the time of reading and validating a large file.
+collision never rejects a row. A bitmap marks the hashes kept, so only the few ids whose bit is
+set (the repeats, and a few percent of the new ids) are searched for: binary searches into runs
+of a million hashes miss the cache at every step, and were a fifth of the time of reading and
+validating a large file. The bitmap keeps at least 32 bits per id kept (from 2**20 bits, 128 kB,
+up to 2**26, 8 MB, reached at two million ids), rebuilt from the hashes as it doubles, so a small
+file does not pay for a large one's bitmap.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 POSITION = np.int32  # an id's place among those kept (2**31 distinct ids: no intake file is that long)
-FILTER_BITS = 26  # the bitmap of hashes kept: 2**26 bits
+FILTER_BITS = (20, 26)  # the bitmap of hashes kept: from 2**20 bits up to 2**26
+FILTER_BITS_PER_ID = 32  # the bitmap doubles (up to its largest) when it has fewer bits per id kept
 
 
-def _filter_slots(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each hash's byte in the bitmap and its bit in that byte."""
-    slot = hashes.view(np.uint64) & np.uint64((1 << FILTER_BITS) - 1)
+def _filter_slots(hashes: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each hash's byte in a bitmap of 2**bits bits and its bit in that byte."""
+    slot = hashes.view(np.uint64) & np.uint64((1 << bits) - 1)
     return (slot >> np.uint64(3)).astype(np.int64), (np.uint8(1) << (slot & np.uint64(7)).astype(np.uint8))
+
+
+def _filter_bits(ids: int) -> int:
+    """The bitmap's size (log2 of its bits) for `ids` ids kept."""
+    low, high = FILTER_BITS
+    return min(max(low, int(ids * FILTER_BITS_PER_ID - 1).bit_length()), high)
 
 
 def _hashes(ids: list[str]) -> np.ndarray:
@@ -59,7 +68,8 @@ class SeenIds:
         self._places: list[np.ndarray] | None = None  # where each was first used ("" for this source)
         self._starts = [0]  # position of each chunk's first id among all kept ids
         self._runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted hashes, positions of their ids)
-        self._filter = np.zeros(1 << (FILTER_BITS - 3), dtype=np.uint8)  # a set bit: some kept hash has it
+        self._bits = FILTER_BITS[0]
+        self._filter = np.zeros(1 << (self._bits - 3), dtype=np.uint8)  # a set bit: some kept hash has it
 
     @classmethod
     def earlier(cls, ids, rows, places) -> SeenIds:
@@ -85,7 +95,7 @@ class SeenIds:
     def _earlier(self, keys: list[str], hashes: np.ndarray) -> np.ndarray:
         """The position (among all kept ids) of each key used in earlier chunks, -1 where it is new."""
         found = np.full(len(keys), -1, dtype=np.int64)
-        byte, bit = _filter_slots(hashes)
+        byte, bit = _filter_slots(hashes, self._bits)
         maybe = np.flatnonzero(self._filter[byte] & bit)  # the others are surely new
         if not len(maybe):
             return found
@@ -105,14 +115,19 @@ class SeenIds:
     def _add(self, ids: pa.Array, rows: np.ndarray, hashes: np.ndarray, places: np.ndarray | None = None) -> None:
         start = self._starts[-1]
         order = np.argsort(hashes, kind="stable")
-        byte, bit = _filter_slots(hashes)
-        np.bitwise_or.at(self._filter, byte, bit)
         self._runs.append((hashes[order], (start + order).astype(POSITION)))
         self._ids.append(ids)
         self._rows.append(rows)
         if self._places is not None:
             self._places.append(np.full(len(ids), "", dtype=object) if places is None else places)
         self._starts.append(start + len(ids))
+        bits = _filter_bits(self._starts[-1])
+        if bits > self._bits:  # a larger bitmap, from every hash kept
+            self._bits, self._filter = bits, np.zeros(1 << (bits - 3), dtype=np.uint8)
+            for run_hashes, _ in self._runs:
+                np.bitwise_or.at(self._filter, *_filter_slots(run_hashes, bits))
+        else:
+            np.bitwise_or.at(self._filter, *_filter_slots(hashes, bits))
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
             second = self._runs.pop()
             self._runs[-1] = _merged(self._runs[-1], second)

@@ -355,4 +355,4 @@ def _typed_frame(ids: pa.Array, columns: dict[str, np.ndarray], schema: Schema, 
             data[col.name] = pd.Categorical.from_codes(codes, categories=list(col.categories))
         else:
             data[col.name] = v
-    return pd.DataFrame(data, index=pd.Index(rows, name="row"))
+    return pd.DataFrame(data, index=pd.Index(rows, name="row"), copy=False)  # no consolidating copy
