@@ -297,6 +297,7 @@ def iter_segments(
                 yield skipping
                 skipping, block = None, block[cut:] if cut else b""
             pending += block
+            del block  # not held while the consumer works on what is yielded next
         need_read = True
         if tentative and n_fields and skipping is None and pending:
             lines = _whole_lines(pending, final, delim, cap)
