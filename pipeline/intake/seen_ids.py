@@ -121,13 +121,12 @@ class SeenIds:
         if self._places is not None:
             self._places.append(np.full(len(ids), "", dtype=object) if places is None else places)
         self._starts.append(start + len(ids))
-        bits = _filter_bits(self._starts[-1])
-        if bits > self._bits:  # a larger bitmap, from every hash kept
+        marked = [hashes]
+        if (bits := _filter_bits(self._starts[-1])) > self._bits:  # a larger bitmap, from every hash kept
             self._bits, self._filter = bits, np.zeros(1 << (bits - 3), dtype=np.uint8)
-            for run_hashes, _ in self._runs:
-                np.bitwise_or.at(self._filter, *_filter_slots(run_hashes, bits))
-        else:
-            np.bitwise_or.at(self._filter, *_filter_slots(hashes, bits))
+            marked = [run_hashes for run_hashes, _ in self._runs]
+        for kept in marked:
+            np.bitwise_or.at(self._filter, *_filter_slots(kept, self._bits))
         while len(self._runs) > 1 and len(self._runs[-2][0]) <= 2 * len(self._runs[-1][0]):
             second = self._runs.pop()
             self._runs[-1] = _merged(self._runs[-1], second)
