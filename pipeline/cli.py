@@ -154,7 +154,12 @@ def cmd_score(args: argparse.Namespace) -> None:
     )
     if profile is not None:
         finish_report(
-            Path(args.report), profile, reference, source=str(args.input), loaded=loaded, seconds=summary.seconds
+            Path(args.report),
+            profile,
+            reference,
+            source="standard input" if args.input == "-" else str(args.input),
+            loaded=loaded,
+            seconds=summary.seconds,
         )
         print(f"report -> {args.report}", file=report)
     for w in summary.warnings:

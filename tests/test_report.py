@@ -98,3 +98,17 @@ def test_stability_index_by_hand():
     assert population_stability_index({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5}) == 0
     # (0.9 - 0.5) ln(0.9 / 0.5) + (0.1 - 0.5) ln(0.1 / 0.5) = 0.2351 + 0.6438
     assert population_stability_index({"a": 0.9, "b": 0.1}, {"a": 0.5, "b": 0.5}) == pytest.approx(0.8789, abs=1e-4)
+
+
+def test_a_batch_read_from_standard_input_is_named_so(store, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(SAMPLE_PATH.read_bytes())))
+    page_path = tmp_path / "batch.html"
+    assert main(["score", "--input", "-", "--output", str(tmp_path / "s.csv"), "--report", str(page_path)]) == 0
+    page = page_path.read_text(encoding="utf-8")
+    assert "standard input &middot; scored" in page
+    parsed = Keyed()
+    parsed.feed(page)
+    assert number(parsed.values["rows_read"]) == len(read_rows(SAMPLE_PATH)[1])  # every record of the piped file
