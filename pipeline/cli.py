@@ -153,14 +153,8 @@ def cmd_score(args: argparse.Namespace) -> None:
         explainer=explainer,
     )
     if profile is not None:
-        finish_report(
-            Path(args.report),
-            profile,
-            reference,
-            source="standard input" if args.input == "-" else str(args.input),
-            loaded=loaded,
-            seconds=summary.seconds,
-        )
+        source = "standard input" if args.input == "-" else str(args.input)
+        finish_report(Path(args.report), profile, reference, source=source, loaded=loaded, seconds=summary.seconds)
         print(f"report -> {args.report}", file=report)
     for w in summary.warnings:
         print(f"warning: {w}", file=sys.stderr)
