@@ -24,6 +24,7 @@ from pipeline.contract.schema import Schema
 from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.records import RECORD_CAP, Segment, count_line_ends, iter_segments
 from pipeline.intake.source import Opened, not_text_message
+from pipeline.intake.validate import empty_rejects
 
 BLOCK_BYTES = 4 << 20  # about 11k rows of a typical export: memory stays flat (a few chunks in flight)
 DELIMITERS = (",", ";", "\t")
@@ -264,6 +265,8 @@ class _Parser:
 
 
 def _reject_frame(lines: list[dict], schema: Schema) -> pd.DataFrame:
+    if not lines:
+        return empty_rejects(schema)
     frame = pd.DataFrame(lines, columns=list(schema.rejects_columns))
     frame = frame.astype({"row": "int64"})
     return frame.sort_values("row", kind="stable", ignore_index=True) if len(frame) > 1 else frame

@@ -35,9 +35,17 @@ class Validated:
     warnings: list[str] = field(default_factory=list)
 
 
+_EMPTY_REJECTS: dict[int, tuple[Schema, pd.DataFrame]] = {}
+
+
 def empty_rejects(schema: Schema) -> pd.DataFrame:
-    """No reject lines: the rejects columns with their types (row a number, the rest text)."""
-    return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})
+    """No reject lines: the rejects columns with their types (row a number, the rest text). Made
+    once per schema (most chunks have none, and building a frame costs more than copying one)."""
+    cached = _EMPTY_REJECTS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        columns = {c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns}
+        cached = _EMPTY_REJECTS[id(schema)] = (schema, pd.DataFrame(columns))
+    return cached[1].copy()
 
 
 def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -336,8 +344,9 @@ def validate_table(
         typed = _typed_frame(ids.text.take(pa.array(keep)), {k: v[keep] for k, v in out.items()}, schema, rows[keep])
     else:
         typed = _typed_frame(ids.text, out, schema, rows)
-    rejects = pd.concat(lines, ignore_index=True) if lines else empty_rejects(schema)
-    rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
+    if not lines:
+        return Validated(typed=typed, rejects=empty_rejects(schema))
+    rejects = pd.concat(lines, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
     return Validated(typed=typed, rejects=rejects[list(schema.rejects_columns)])
 
 
@@ -348,11 +357,24 @@ def _typed_frame(ids: pa.Array, columns: dict[str, np.ndarray], schema: Schema, 
     if len(rows) == 0:
         return empty_typed_frame(schema)
     data: dict[str, object] = {schema.id_column: pd.array(ids, dtype=STR)}
+    dtypes = _category_dtypes(schema)
     for col in schema.columns:
         v = columns[col.name]
         if col.kind == "category":
             codes = np.where(np.isnan(v), -1, v).astype(np.int64)
-            data[col.name] = pd.Categorical.from_codes(codes, categories=list(col.categories))
+            data[col.name] = pd.Categorical.from_codes(codes, dtype=dtypes[col.name])
         else:
             data[col.name] = v
     return pd.DataFrame(data, index=pd.Index(rows, name="row"), copy=False)  # no consolidating copy
+
+
+_CATEGORY_DTYPES: dict[int, tuple[Schema, dict[str, pd.CategoricalDtype]]] = {}
+
+
+def _category_dtypes(schema: Schema) -> dict[str, pd.CategoricalDtype]:
+    """Each category field's pandas dtype, made once per schema (pandas checks the levels as it makes one)."""
+    cached = _CATEGORY_DTYPES.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        dtypes = {c.name: pd.CategoricalDtype(list(c.categories)) for c in schema.columns if c.kind == "category"}
+        cached = _CATEGORY_DTYPES[id(schema)] = (schema, dtypes)
+    return cached[1]
