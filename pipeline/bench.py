@@ -6,6 +6,7 @@ Timings vary between runs and machines; compare ratios measured in one run.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -18,14 +19,15 @@ PROBE = textwrap.dedent(
     start = time.perf_counter()
     exec(sys.argv[1])
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, **globals().get("extra", {})}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    figures = {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+    print(json.dumps({**figures, **globals().get("extra", {})}))
     """
 )
 
 
 def measure(code: str) -> dict:
-    """Run code in a fresh interpreter; wall seconds and peak RSS of that process."""
+    """Run code in a fresh interpreter; wall seconds, peak RSS and CPU seconds (user + system) of that process."""
     out = subprocess.run([sys.executable, "-c", PROBE, code], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -38,8 +40,7 @@ from pipeline.world.generate import write_dataset
 model = default_model()
 ready = time.perf_counter() - start
 write_dataset(model, {n}, 1, {str(tmp / f"bench.{fmt}")!r}, {fmt!r})
-usage = resource.getrusage(resource.RUSAGE_SELF)
-extra = {{"startup_seconds": ready, "cpu_seconds": usage.ru_utime + usage.ru_stime}}
+extra = {{"startup_seconds": ready}}
 """
     result = measure(code)
     return {**result, "rows_per_s": n / result["seconds"]}
@@ -127,14 +128,15 @@ CHILD_PROBE = textwrap.dedent(
     start = time.perf_counter()
     subprocess.run(json.loads(sys.argv[1]), check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb}))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
+    print(json.dumps({"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "cpu_seconds": cpu}))
     """
 )
 
 
 def measure_command(argv: list[str]) -> dict:
-    """Wall time and the peak RSS of a command (its largest process)."""
+    """Wall time, the peak RSS of a command (its largest process) and its CPU time (user + system)."""
     out = subprocess.run(
         [sys.executable, "-c", CHILD_PROBE, json.dumps(argv)], check=True, capture_output=True, text=True
     )
@@ -221,6 +223,11 @@ def io_floor(n: int, small: int, tmp: Path) -> None:
     print(
         f"  I/O floor (read the CSV, write the scores' shape): {floor['seconds']:6.1f} s "
         f"-> ours / floor = {ours['seconds'] / floor['seconds']:.2f}x (medians of 2 runs each, in turn)"
+    )
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU (user + system): ours {ours['cpu_seconds']:.1f} s = {ours['cpu_seconds'] / ours['seconds']:.2f} of "
+        f"{cores} cores busy; floor {floor['cpu_seconds']:.1f} s = {floor['cpu_seconds'] / floor['seconds']:.2f}"
     )
     little = _score(intake_csv(small, tmp / "small.csv"), tmp / "small_scores.csv")
     print(
