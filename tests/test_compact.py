@@ -20,6 +20,7 @@ from pipeline.learning.compact_export import CompactUnsupported
 from pipeline.learning.config import load_experiment
 from pipeline.learning.splits import load_split
 from pipeline.learning.train import build_model
+from pipeline.scoring import column_tables
 from pipeline.scoring.compact import FORMAT_VERSION, CompactFormError, CompactModel
 from pipeline.tracking.model_logging import compact_scoring_file
 from pipeline.world.generate import generate_frame
@@ -90,6 +91,28 @@ def test_probabilities_are_the_models_in_chunks_of_any_size(quick_model, forms, 
         [compact.predict_uncalibrated_dense(head.iloc[i : i + step]) for i in range(0, len(head), step)]
     )
     np.testing.assert_array_equal(dense, raw)  # through the dense features: the same arithmetic on the same layouts
+
+
+def test_number_tables_are_kept_from_chunk_to_chunk_up_to_a_bound(quick_model, forms, tmp_path, monkeypatch):
+    """A number column's table rows made for one chunk serve the next (no row made twice, the same
+    probabilities), and no more than CACHED_VALUES values per column are kept."""
+    compact = round_trip(quick_model, tmp_path)
+    head = forms.head(600)
+    expected = quick_model.predict_proba(head)
+    first = compact.predict_proba(head)
+    tables, made = compact._tables, []
+    original = tables._table
+    monkeypatch.setattr(tables, "_table", lambda name, x: made.append(name) or original(name, x))
+    again = compact.predict_proba(head)
+    assert tables._known and made == []  # every value (and each blank) seen in the first chunk
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_allclose(again, expected, rtol=0, atol=1e-12)
+
+    monkeypatch.setattr(column_tables, "CACHED_VALUES", 10)
+    bounded = round_trip(quick_model, tmp_path)
+    got = np.concatenate([bounded.predict_proba(head.iloc[i : i + 50]) for i in range(0, len(head), 50)])
+    assert all(len(known) <= 10 for known, _ in bounded._tables._known.values())
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("calibration", ["temperature", "none"])
