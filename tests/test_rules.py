@@ -68,6 +68,14 @@ def test_rules_hold_row_by_row_and_a_blank_satisfies_no_field_test():
         ({"all": [{"field": "age", "<": 50}, {"prob": A_CONDITION, ">=": 0.5}]}, [False, True, False]),
         ({"any": [{"field": "age", ">=": 65}, {"prob": A_CONDITION, ">=": 0.9}]}, [True, False, True]),
     ]
+    as_arrays = {  # the triage's mapping: numbers as arrays, a category field as its Categorical
+        "chest_pain": typed["chest_pain"].to_numpy(),
+        "age": typed["age"].to_numpy(),
+        "sex": typed["sex"].array,
+    }
     for rule, expected in cases:
         check_rule(rule, SCHEMA)
         assert rule_holds(rule, typed, probs).tolist() == expected, rule
+        assert rule_holds(rule, as_arrays, probs).tolist() == expected, rule
+    # several levels listed, one of them never seen, and a level not listed
+    assert rule_holds({"field": "sex", "in": ["female", "other"]}, as_arrays, probs).tolist() == [False, True, False]

@@ -98,7 +98,8 @@ def rule_holds(test: dict, typed: Mapping, probs: Mapping) -> np.ndarray:
     """Where a rule holds, row by row; a blank field satisfies no field test.
 
     `typed` and `probs` are frames (a typed intake frame, the probabilities) or mappings from
-    column name to an array of the same values (categories as text, blanks NaN or None).
+    column name to an array of the same values (categories as text, blanks NaN or None, or as a
+    pandas Categorical).
     """
     if "all" in test:
         return np.logical_and.reduce([rule_holds(t, typed, probs) for t in test["all"]])
@@ -114,5 +115,9 @@ def rule_holds(test: dict, typed: Mapping, probs: Mapping) -> np.ndarray:
     if "is" in test:
         return np.asarray(values, dtype=float) == (1.0 if test["is"] == "yes" else 0.0)
     if "in" in test:
+        codes = getattr(values, "codes", None)
+        if codes is not None:  # a categorical: its levels tested once, each row by its code (-1 blank)
+            listed = np.isin(np.asarray(values.categories, dtype=object), list(test["in"]))
+            return np.append(listed, False)[np.asarray(codes)]
         return np.isin(np.asarray(values, dtype=object), list(test["in"]))
     return COMPARE[op](np.asarray(values, dtype=float), test[op])  # NaN compares False

@@ -23,9 +23,9 @@ class _Columns(dict):
         super().__init__()
         self.frame = frame
 
-    def __missing__(self, name: str) -> np.ndarray:
-        column = self.frame[name]
-        self[name] = value = column.to_numpy(dtype=object if isinstance(column.dtype, pd.CategoricalDtype) else None)
+    def __missing__(self, name: str) -> np.ndarray | pd.Categorical:
+        column = self.frame[name]  # a category field stays a Categorical: rules test its codes
+        self[name] = value = column.array if isinstance(column.dtype, pd.CategoricalDtype) else column.to_numpy()
         return value
 
 
