@@ -238,8 +238,8 @@ def _whole_lines(buf: bytes, final: bool, delimiter: int, cap: int) -> Segment |
     last = data[body.rfind(b"\n") + 1 :]
     if b'"' in last and _Scan(last, delimiter, True).open_at(0, np.array([len(last)]))[0]:
         return None  # quotes still open at the end (a record could run on to it over empty lines)
-    lines = data.count(b"\n")
-    records = lines + int(not data.endswith(b"\n")) - _empty_lines(data)
+    lines, empty = _line_ends(data)
+    records = lines + int(not data.endswith(b"\n")) - empty
     return Segment(data, records, lines, tentative=True)
 
 
@@ -254,14 +254,15 @@ def _lines_within(data: bytes, cap: int) -> bool:
     return bool(np.diff(stops, prepend=0).max() <= cap)
 
 
-def _empty_lines(data: bytes) -> int:
-    """Lines of `data` that hold nothing but their line end (LF or CRLF). Counted from the line ends'
-    positions even when there is none: that is faster than looking for b"\n\n" and b"\n\r\n" first
-    (bytes' substring search slows down on text with a line end every few hundred bytes)."""
+def _line_ends(data: bytes) -> tuple[int, int]:
+    """The line ends (LF) of `data`, and its lines that hold nothing but their line end (LF or CRLF).
+    Counted from the line ends' positions even when there is no empty line: that is faster than
+    looking for b"\n\n" and b"\n\r\n" first (bytes' substring search slows down on text with a line
+    end every few hundred bytes)."""
     arr = np.frombuffer(data, dtype=np.uint8)
     stops = np.flatnonzero(arr == LF) + 1
     lengths = np.diff(stops, prepend=0)
-    return int(((lengths == 1) | ((lengths == 2) & (arr[stops - 2] == CR))).sum())
+    return len(stops), int(((lengths == 1) | ((lengths == 2) & (arr[stops - 2] == CR))).sum())
 
 
 def iter_segments(
