@@ -115,6 +115,26 @@ def test_number_tables_are_kept_from_chunk_to_chunk_up_to_a_bound(quick_model, f
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
+class _AfreshPerChunk(column_tables.ColumnTables):
+    """The logits as summed before table rows were kept: each chunk's number tables made afresh (in
+    batches of two or more, as `_table_at` makes them)."""
+
+    def _table_at(self, name, x):
+        return self._table(name, np.repeat(x, 2))[::2] if len(x) == 1 else self._table(name, x)
+
+
+@pytest.mark.parametrize("step", [1000, 37, 1])
+def test_kept_table_rows_leave_every_logit_bit_for_bit(quick_model, forms, tmp_path, step):
+    compact = round_trip(quick_model, tmp_path)
+    kept, afresh = column_tables.ColumnTables(compact), _AfreshPerChunk(compact)
+    head = forms.head(300 if step == 1 else len(forms))
+    for start in range(0, len(head), step):
+        chunk = head.iloc[start : start + step]
+        values = compact._values_of(chunk)
+        np.testing.assert_array_equal(kept.logits(values, len(chunk)), afresh.logits(values, len(chunk)))
+    assert kept._known
+
+
 @pytest.mark.parametrize("calibration", ["temperature", "none"])
 def test_other_calibrations_are_reproduced(small_models, forms, tmp_path, calibration):
     model = small_models[calibration]

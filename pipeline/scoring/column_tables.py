@@ -8,7 +8,7 @@ a lab a few hundred), its table of shares is made at those values only (and kept
 chunks: a lab holds a few thousand values over a file), and the logits are the sum over columns
 of each row's entry, one sparse product (scipy's CSR kernel) with a 0/1 matrix that picks one
 table row per column. The products of yes/no pairs are another sparse product: few pairs are both
-"yes" on a form, and they are found from each row's few "yes" fields.
+"yes" on a form.
 
 The features at each distinct value are computed by the very operations of the dense path
 (pipeline.scoring.compact), so they are the fitted pipeline's bit for bit; only the order in which
@@ -68,12 +68,6 @@ class ColumnTables:
             index = {name: k for k, name in enumerate(self.pair_fields)}
             self.left = np.array([index[a] for a, _ in pairs])
             self.right = np.array([index[b] for _, b in pairs])
-            # each pair's place by its two fields' places, either way round (-1: not a pair); None when
-            # a pair repeats or pairs a field with itself (the products are then made in full)
-            self.pair_of = np.full((len(self.pair_fields),) * 2, -1, dtype=np.intp)
-            self.pair_of[self.left, self.right] = self.pair_of[self.right, self.left] = np.arange(len(pairs))
-            if np.count_nonzero(self.pair_of >= 0) != 2 * len(pairs):
-                self.pair_of = None
             self.pair_weights = model.weights[self.products.at : self.products.at + self.products.block.width]
             # fields checked for yes/no values by `logits` (they have a table), and the others' places
             self.pair_tabled = [name for name in self.pair_fields if name in self.numeric]
@@ -128,24 +122,28 @@ class ColumnTables:
     def _table_at(self, name: str, x: np.ndarray) -> np.ndarray:
         """`_table` at the distinct values x of a number column in one chunk, reusing the rows made for
         earlier chunks: a lab holds a few hundred values per chunk and a few thousand over a file. Up
-        to CACHED_VALUES values per column are kept, and the blank's row."""
-        known, rows = self._known.get(name) or self._first_known(name)
-        at = np.minimum(np.searchsorted(known, x), len(known) - 1)  # a blank: the last place, NaN sorting last
-        hit = (known[at] == x) | np.isnan(x)
+        to CACHED_VALUES values per column are kept (the blank counting as one). New rows are made in
+        batches of two or more, as a chunk's were before they were kept: numpy multiplies a single
+        row through another BLAS routine, whose sums can differ in the last bit."""
+        outputs = self.model.weights.shape[1]
+        known, rows = self._known.get(name, (np.empty(0), np.empty((0, outputs))))
+        if len(known):
+            at = np.minimum(np.searchsorted(known, x), len(known) - 1)  # NaN sorts last, here as in `known`
+            found = known[at]
+            hit = (found == x) | (np.isnan(found) & np.isnan(x))
+        else:
+            at, hit = np.zeros(len(x), dtype=np.intp), np.zeros(len(x), dtype=bool)
         if hit.all():
             return rows[at]
-        table = rows[at]
         new = x[~hit]
-        table[~hit] = made = self._table(name, new)
+        made = self._table(name, np.repeat(new, 2))[::2] if len(new) == 1 else self._table(name, new)
+        table = np.empty((len(x), outputs))
+        table[hit], table[~hit] = rows[at[hit]], made
         if len(known) + len(new) <= CACHED_VALUES:
             merged = np.concatenate([known, new])
             order = np.argsort(merged, kind="stable")
             self._known[name] = (merged[order], np.concatenate([rows, made])[order])
         return table
-
-    def _first_known(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """A number column's cache before any chunk: the blank alone (NaN sorts after every number)."""
-        return np.array([np.nan]), self._table(name, np.array([np.nan]))
 
     # ------------------------------------------------------------------------------ logits
 
@@ -185,37 +183,18 @@ class ColumnTables:
         (pipeline.learning.features.interaction_products). `yes_no`: the columns found to hold
         only 0, 1 and blank in this chunk (the fields without a table of their own checked here)."""
         x = np.column_stack([values[name] for name in self.pair_fields])
+        yes = x == 1.0
         binary = all(name in yes_no for name in self.pair_tabled)
         if binary and self.pair_untabled:
             rest = x[:, self.pair_untabled]
             binary = bool(np.all((rest == 1.0) | (rest == 0.0) | np.isnan(rest)))
-        if binary and self.pair_of is not None:  # as validation makes them: then 1 x 1 is the only 1
-            rows, pairs = self._yes_pairs(x == 1.0)
+        if binary:  # as validation makes them: then 1 x 1 is the only 1
+            rows, pairs = np.nonzero(yes[:, self.left] & yes[:, self.right])
             products = np.ones(len(rows))
         else:
             x = np.nan_to_num(x)
             product = x[:, self.left] * x[:, self.right]
             rows, pairs = np.nonzero(product)
             products = product[rows, pairs]
-        starts = np.searchsorted(rows, np.arange(n + 1))  # the rows in order
+        starts = np.searchsorted(rows, np.arange(n + 1))  # np.nonzero lists the rows in order
         return sparse.csr_array((products, pairs, starts), shape=(n, len(self.left)))
-
-    def _yes_pairs(self, yes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, pairs) of the pairs both "yes" on a row, by row, without the (rows, pairs) matrix:
-        a form has a few "yes" fields (about 4 of 45 on generated forms), so only the pairs among
-        them are looked up: each row's k-th "yes" field with its (k + step)-th, step by step."""
-        rows, fields = np.nonzero(yes)  # by row, then field
-        found_rows, found_pairs = [], []
-        for step in range(1, yes.shape[1]):
-            same = np.flatnonzero(rows[step:] == rows[:-step])
-            if not len(same):
-                break
-            pair = self.pair_of[fields[same], fields[same + step]]
-            kept = pair >= 0
-            found_rows.append(rows[same[kept]])
-            found_pairs.append(pair[kept])
-        if not found_rows:
-            return rows[:0], fields[:0]
-        rows, pairs = np.concatenate(found_rows), np.concatenate(found_pairs)
-        order = np.argsort(rows, kind="stable")  # runs of sorted rows, merged
-        return rows[order], pairs[order]
