@@ -29,7 +29,12 @@ PROBE = textwrap.dedent(
 def measure(code: str) -> dict:
     """Run code in a fresh interpreter; wall seconds, peak RSS and CPU seconds (user + system) of that process."""
     out = subprocess.run([sys.executable, "-c", PROBE, code], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _with_cores_busy(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _with_cores_busy(result: dict) -> dict:
+    """A run's figures with its CPU over its wall: how many cores it kept busy (of this run alone)."""
+    return {**result, "cores_busy": result["cpu_seconds"] / result["seconds"]}
 
 
 def generator(n: int, tmp: Path, fmt: str) -> dict:
@@ -140,7 +145,7 @@ def measure_command(argv: list[str]) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD_PROBE, json.dumps(argv)], check=True, capture_output=True, text=True
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _with_cores_busy(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def intake_csv(n: int, path: Path) -> Path:
@@ -224,10 +229,10 @@ def io_floor(n: int, small: int, tmp: Path) -> None:
         f"  I/O floor (read the CSV, write the scores' shape): {floor['seconds']:6.1f} s "
         f"-> ours / floor = {ours['seconds'] / floor['seconds']:.2f}x (medians of 2 runs each, in turn)"
     )
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     print(
-        f"  CPU (user + system): ours {ours['cpu_seconds']:.1f} s = {ours['cpu_seconds'] / ours['seconds']:.2f} of "
-        f"{cores} cores busy; floor {floor['cpu_seconds']:.1f} s = {floor['cpu_seconds'] / floor['seconds']:.2f}"
+        f"  CPU (user + system): ours {ours['cpu_seconds']:.1f} s, {ours['cores_busy']:.2f} of {cores} cores busy; "
+        f"floor {floor['cpu_seconds']:.1f} s, {floor['cores_busy']:.2f} (medians of each run's own ratio)"
     )
     little = _score(intake_csv(small, tmp / "small.csv"), tmp / "small_scores.csv")
     print(

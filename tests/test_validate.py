@@ -161,3 +161,26 @@ def test_repeated_ids_are_exact_even_when_every_hash_collides(tmp_path, monkeypa
         first.setdefault(rid, row)
     rejects = expected[1]
     assert list(zip(rejects["row"].tolist(), rejects["reason"].tolist(), strict=True)) == repeats
+
+
+def test_what_is_worked_out_per_schema_stays_bounded_and_right(tmp_path, monkeypatch):
+    """The empty rejects frame, the category dtypes and the spellings are made once per schema
+    object; a process that meets many (a Spark worker unpickles one per task) keeps a bounded
+    number, and each new schema object validates as the first did."""
+    import copy
+
+    import pipeline.intake.validate as validate
+
+    monkeypatch.setattr(validate, "CACHE_ENTRIES", 3)
+    path = write_intake(tmp_path / "in.csv", [base_row(f"r{i}") for i in range(20)] + [base_row("r0")])
+    expected = next(iter(iter_validated(path, SCHEMA)))
+    for _ in range(4):
+        schema = copy.copy(SCHEMA)  # an equal schema, another object
+        chunk = next(iter(iter_validated(path, schema)))
+        pd.testing.assert_frame_equal(chunk.typed, expected.typed)
+        pd.testing.assert_frame_equal(chunk.rejects, expected.rejects)
+        assert validate.empty_rejects(schema).empty and list(validate.empty_rejects(schema)) == list(
+            schema.rejects_columns
+        )
+        for cache in (validate._EMPTY_REJECTS, validate._CATEGORY_DTYPES, validate._SPELLINGS):
+            assert len(cache) <= 3

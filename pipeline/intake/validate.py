@@ -14,7 +14,9 @@ junk) go through the full rules, `_typed_column`, which define the outcome of ev
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -35,17 +37,31 @@ class Validated:
     warnings: list[str] = field(default_factory=list)
 
 
-_EMPTY_REJECTS: dict[int, tuple[Schema, pd.DataFrame]] = {}
+CACHE_ENTRIES = 512  # entries a per-schema cache holds before it starts afresh (a Spark task brings its own schema)
+
+
+def _per_schema(cache: dict, key: tuple, schema: Schema, make: Callable[[], object]):
+    """cache[key], made by `make` once per schema object (kept beside it: an id reused by another
+    object is not taken for it)."""
+    hit = cache.get(key)
+    if hit is None or hit[0] is not schema:
+        if len(cache) >= CACHE_ENTRIES:
+            cache.clear()
+        hit = cache[key] = (schema, make())
+    return hit[1]
+
+
+_EMPTY_REJECTS: dict[tuple, tuple[Schema, pd.DataFrame]] = {}
 
 
 def empty_rejects(schema: Schema) -> pd.DataFrame:
     """No reject lines: the rejects columns with their types (row a number, the rest text). Made
     once per schema (most chunks have none, and building a frame costs more than copying one)."""
-    cached = _EMPTY_REJECTS.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        columns = {c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns}
-        cached = _EMPTY_REJECTS[id(schema)] = (schema, pd.DataFrame(columns))
-    return cached[1].copy()
+
+    def make() -> pd.DataFrame:
+        return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "row" else "str") for c in schema.rejects_columns})
+
+    return _per_schema(_EMPTY_REJECTS, (id(schema),), schema, make).copy()
 
 
 def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -121,7 +137,7 @@ class _Spellings:
     reasons: np.ndarray
 
 
-_SPELLINGS: dict[tuple[int, str, bool], tuple[Schema, _Spellings]] = {}
+_SPELLINGS: dict[tuple, tuple[Schema, _Spellings]] = {}
 
 
 def _spellings(col: Column, schema: Schema, decimal_comma: bool) -> _Spellings:
@@ -129,10 +145,7 @@ def _spellings(col: Column, schema: Schema, decimal_comma: bool) -> _Spellings:
     empty cell; their outcomes come from the full rules (`_typed_column`). Worked out once per
     schema and column."""
     key = (id(schema), col.name, decimal_comma)
-    cached = _SPELLINGS.get(key)
-    if cached is None or cached[0] is not schema:
-        cached = _SPELLINGS[key] = (schema, _spelled(col, schema, decimal_comma))
-    return cached[1]
+    return _per_schema(_SPELLINGS, key, schema, lambda: _spelled(col, schema, decimal_comma))
 
 
 def _spelled(col: Column, schema: Schema, decimal_comma: bool) -> _Spellings:
@@ -368,13 +381,14 @@ def _typed_frame(ids: pa.Array, columns: dict[str, np.ndarray], schema: Schema, 
     return pd.DataFrame(data, index=pd.Index(rows, name="row"), copy=False)  # no consolidating copy
 
 
-_CATEGORY_DTYPES: dict[int, tuple[Schema, dict[str, pd.CategoricalDtype]]] = {}
+_CATEGORY_DTYPES: dict[tuple, tuple[Schema, Mapping[str, pd.CategoricalDtype]]] = {}
 
 
-def _category_dtypes(schema: Schema) -> dict[str, pd.CategoricalDtype]:
+def _category_dtypes(schema: Schema) -> Mapping[str, pd.CategoricalDtype]:
     """Each category field's pandas dtype, made once per schema (pandas checks the levels as it makes one)."""
-    cached = _CATEGORY_DTYPES.get(id(schema))
-    if cached is None or cached[0] is not schema:
+
+    def make() -> Mapping[str, pd.CategoricalDtype]:
         dtypes = {c.name: pd.CategoricalDtype(list(c.categories)) for c in schema.columns if c.kind == "category"}
-        cached = _CATEGORY_DTYPES[id(schema)] = (schema, dtypes)
-    return cached[1]
+        return MappingProxyType(dtypes)  # shared: read only
+
+    return _per_schema(_CATEGORY_DTYPES, (id(schema),), schema, make)
