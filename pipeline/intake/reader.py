@@ -204,7 +204,7 @@ class _Parser:
         if not data:
             return pa.table({n: pa.array([], pa.string()) for n in self.keep}), malformed, numbers
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(data),  # the bytes themselves, not a copy read through a Python file
             read_options=pacsv.ReadOptions(column_names=self.names, use_threads=False, block_size=len(data) + 1),
             parse_options=pacsv.ParseOptions(
                 delimiter=self.delimiter, newlines_in_values=True, invalid_row_handler=on_invalid

@@ -234,13 +234,19 @@ def _whole_lines(buf: bytes, final: bool, delimiter: int, cap: int) -> Segment |
         return None
     if not _lines_within(data, cap):
         return None
-    body = data.rstrip(b"\r\n")
-    last = data[body.rfind(b"\n") + 1 :]
+    last = data[data.rfind(b"\n", 0, _body_end(data)) + 1 :]
     if b'"' in last and _Scan(last, delimiter, True).open_at(0, np.array([len(last)]))[0]:
         return None  # quotes still open at the end (a record could run on to it over empty lines)
     lines, empty = _line_ends(data)
     records = lines + int(not data.endswith(b"\n")) - empty
     return Segment(data, records, lines, tentative=True)
+
+
+def _body_end(data: bytes, look: int = 4096) -> int:
+    """len(data.rstrip(b"\r\n")), copying only the last `look` bytes unless they are all line ends."""
+    start = max(len(data) - look, 0)
+    tail = data[start:].rstrip(b"\r\n")
+    return start + len(tail) if tail or not start else len(data.rstrip(b"\r\n"))
 
 
 def _lines_within(data: bytes, cap: int) -> bool:
@@ -303,12 +309,15 @@ def iter_segments(
         if tentative and n_fields and skipping is None and pending:
             lines = _whole_lines(pending, final, delim, cap)
             if lines is not None:
+                rest = pending[len(lines.data) :]
+                pending = b""  # not held (a copy of `lines.data` but for its rest) while the consumer works
                 yield lines
                 if not lines.retry:
-                    pending = pending[len(lines.data) :]
+                    pending = rest
                     if final:
                         return
                     continue
+                pending = lines.data + rest
         scan, pos = _Scan(pending, delim, final), 0
         while True:
             ends = scan.record_ends(pos)
