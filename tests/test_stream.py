@@ -75,6 +75,19 @@ def test_chunk_size_changes_nothing(forms, block_bytes):
     pd.testing.assert_frame_equal(small_rejects, rejects)
 
 
+@pytest.mark.parametrize("name", ["csv", "parquet", "frame"])
+def test_chunks_without_their_raw_cells_are_the_same_chunks(forms, name):
+    """A scorer's stream (keep_raw=False) does not hold the raw cells, and reads the same rows."""
+    kept = list(iter_validated(forms[name], SCHEMA, block_bytes=4096))
+    left_out = list(iter_validated(forms[name], SCHEMA, block_bytes=4096, keep_raw=False))
+    assert len(left_out) == len(kept) and all(c.raw is None for c in left_out)
+    assert all(c.raw is not None and c.raw.num_rows > 0 for c in kept)
+    for mine, theirs in zip(left_out, kept, strict=True):
+        assert mine.rows_read == theirs.rows_read
+        pd.testing.assert_frame_equal(mine.typed, theirs.typed)
+        pd.testing.assert_frame_equal(mine.rejects, theirs.rejects)
+
+
 def test_typed_numbers_read_like_their_text(forms):
     """A frame with real numbers (as pandas reads a CSV) gives the rows its text gives."""
     numeric = pd.read_csv(forms["csv"])  # ints, floats with NaN blanks

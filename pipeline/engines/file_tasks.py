@@ -164,6 +164,7 @@ def score_one_file(job: ScoringJob, index: int) -> list[pa.RecordBatch]:
             schema,
             block_bytes=job.block_bytes,
             first_seen=earlier_seen(job, index),
+            keep_raw=False,
             **job.read_options,
         )
         model = _model(job)

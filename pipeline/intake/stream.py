@@ -41,8 +41,8 @@ class ValidatedChunk:
 
     typed: pd.DataFrame  # valid rows; index = 1-based data-row position in the source
     rejects: pd.DataFrame  # the rejects columns, one line per bad cell or malformed row, by row
-    raw: pa.Table  # the well-formed rows' cells as text, every header column (labels included); from a CSV
-    # the yes/no and category cells are dictionary-encoded text
+    raw: pa.Table | None  # the well-formed rows' cells as text, every header column (labels included); from a
+    # CSV the yes/no and category cells are dictionary-encoded text. None from a stream opened with keep_raw=False
     rows_read: int  # data rows in the chunk, well-formed or not
 
     @property
@@ -61,7 +61,8 @@ class IntakeStream:
     """An opened source: `header`, `columns` and `warnings` at once, then its chunks (iterate once).
 
     `first_seen` holds record ids used before this source (see `SeenIds.earlier`); it learns the
-    source's own ids as the chunks are read.
+    source's own ids as the chunks are read. With `keep_raw` False the chunks leave out their raw
+    cells (`raw` is None), so a reader that does not look at them does not hold them.
     """
 
     def __init__(
@@ -75,8 +76,9 @@ class IntakeStream:
         decimal_comma: bool | None = None,
         encoding: str | None = None,
         first_seen: SeenIds | None = None,
+        keep_raw: bool = True,
     ):
-        self.source, self.schema, self.block_bytes = source, schema, block_bytes
+        self.source, self.schema, self.block_bytes, self.keep_raw = source, schema, block_bytes, keep_raw
         self.first_seen = SeenIds() if first_seen is None else first_seen
         self.delimiter = delimiter_option(delimiter) if delimiter else None
         self._opened: Opened | None = None
@@ -144,7 +146,10 @@ class IntakeStream:
             if len(piece.malformed):
                 rejects = pd.concat([piece.malformed, rejects], ignore_index=True)
                 rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
-            yield ValidatedChunk(result.typed, rejects, piece.table, piece.table.num_rows + len(piece.malformed))
+            rows_read = piece.table.num_rows + len(piece.malformed)
+            raw = piece.table if self.keep_raw else None
+            del piece  # not held while the consumer works on the chunk (its cells, when left out, are freed)
+            yield ValidatedChunk(result.typed, rejects, raw, rows_read)
 
 
 def iter_validated(
@@ -157,6 +162,7 @@ def iter_validated(
     decimal_comma: bool | None = None,
     encoding: str | None = None,
     first_seen: SeenIds | None = None,
+    keep_raw: bool = True,
 ) -> IntakeStream:
     """Open an intake source for validated reading: a CSV or Parquet path (compressed CSV too),
     "-" for standard input, an open binary file, a DataFrame or an Arrow table.
@@ -167,6 +173,7 @@ def iter_validated(
     a source no form can be read from (no such file, no header, a required column missing, two
     header cells naming one column); bad cells and malformed rows become reject lines.
     `first_seen`: record ids used before this source (an engine reading many files).
+    `keep_raw=False`: the chunks without their raw cells (a scorer, which needs only the typed rows).
     """
     return IntakeStream(
         source,
@@ -177,6 +184,7 @@ def iter_validated(
         decimal_comma=decimal_comma,
         encoding=encoding,
         first_seen=first_seen,
+        keep_raw=keep_raw,
     )
 
 

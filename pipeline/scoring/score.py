@@ -138,7 +138,7 @@ def score_file(
         raise ValueError("scores written to a stream need a rejects path")
     rejects_path = Path(rejects_path) if rejects_path else default_rejects_path(Path(output))
     targets = [rejects_path] if to_stream else [Path(output), rejects_path]
-    stream = iter_validated(input_path, schema, block_bytes=block_bytes, **(read_options or {}))
+    stream = iter_validated(input_path, schema, block_bytes=block_bytes, keep_raw=False, **(read_options or {}))
     progress = sys.stderr.isatty() if progress is None else progress
     read = scored = rejected = 0
     bar = None

@@ -34,7 +34,7 @@ class OracleSummary:
 def oracle_file(model: CompiledModel, input_path: Path, output: Path) -> OracleSummary:
     """Posterior probabilities for every valid form of `input_path` into `output` (+ its rejects file)."""
     schema = model.kb.schema
-    stream = iter_validated(input_path, schema, expected_extra=schema.label_columns)
+    stream = iter_validated(input_path, schema, expected_extra=schema.label_columns, keep_raw=False)
     rejects_path = default_rejects_path(output)
     rows = rejected = 0
     worst, seconds = 0.0, 0.0
