@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.intake.records import _body_end, iter_segments
+from pipeline.intake.records import _body_end, _line_ends, iter_segments
 
 LF, CR, QUOTE = 10, 13, 34
 
@@ -155,3 +155,11 @@ def test_quoted_fields_stay_whole_across_blocks():
 @given(data=st.lists(st.sampled_from(["a", "\n", "\r", "\r\n", ","]), max_size=40).map("".join), look=st.integers(1, 8))
 def test_the_end_of_the_last_line_is_found_without_copying_the_text(data, look):
     assert _body_end(data.encode(), look) == len(data.encode().rstrip(b"\r\n"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.lists(st.sampled_from(["a", "\n", "\r", "\r\n", ","]), max_size=40).map("".join), step=st.integers(1, 9))
+def test_line_ends_found_a_few_bytes_at_a_time_are_all_of_them(data, step):
+    text = data.encode()
+    lines = text.split(b"\n")[:-1]  # each line before a line end (LF), its CR kept
+    assert _line_ends(text, step) == (text.count(b"\n"), sum(line in (b"", b"\r") for line in lines))
