@@ -76,9 +76,11 @@ def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) 
     sep = schema.list_separator
     n = len(typed)
     levels = list(schema.triage_levels)  # most pressing first
-    fields, probabilities = _Columns(typed), _Columns(probs)
+    values = probs.to_numpy(dtype=np.float64)  # one block: no copy; its columns read without pandas
+    at = {name: j for j, name in enumerate(probs.columns)}
+    fields, probabilities = _Columns(typed), {name: values[:, j] for name, j in at.items()}
 
-    cond = probs[[f"p_{c}" for c in schema.conditions]].to_numpy()
+    cond = values[:, [at[f"p_{c}"] for c in schema.conditions]]
     order = _likeliest(cond, schema.top_conditions_max)
     shown = np.take_along_axis(cond, order, 1) >= schema.top_conditions_min_probability
     top = np.where(shown, order, -1)
@@ -95,7 +97,7 @@ def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) 
     fallback = np.where(benign, levels.index("self_care"), levels.index(default.level))
     level = np.where(level < len(levels), level, fallback)
 
-    cause_p = probs[[f"p_cause_{c}" for c in schema.cause_names]].to_numpy()
+    cause_p = values[:, [at[f"p_cause_{c}"] for c in schema.cause_names]]
     by_rank = np.argsort(-cause_p, axis=1, kind="stable")
     specialist_of = np.array([schema.specialists.index(kb.specialist_by_cause[c]) for c in schema.cause_names])
     rows = np.arange(n)
