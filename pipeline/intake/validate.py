@@ -170,10 +170,13 @@ def _spelling_index(raws: list[pa.Array], known: pa.Array) -> np.ndarray:
     dictionary-encoded column is looked up once per distinct spelling; plain strings all at once."""
     index = np.empty((len(raws), len(raws[0])), dtype=np.int64)
     plain = [j for j, raw in enumerate(raws) if not pa.types.is_dictionary(raw.type)]
-    for j, raw in enumerate(raws):
-        if j not in plain:
-            found = pc.fill_null(pc.index_in(_text(raw.dictionary), value_set=known), -1)
-            index[j] = found.to_numpy(zero_copy_only=False)[raw.indices.to_numpy(zero_copy_only=False)]
+    encoded = [j for j, raw in enumerate(raws) if pa.types.is_dictionary(raw.type)]
+    if encoded:  # every column's few distinct spellings looked up in one call
+        words = [_text(raws[j].dictionary) for j in encoded]
+        found = pc.fill_null(pc.index_in(pa.concat_arrays(words), value_set=known), -1).to_numpy(zero_copy_only=False)
+        starts = np.cumsum([0] + [len(w) for w in words[:-1]])
+        codes = np.stack([raws[j].indices.to_numpy(zero_copy_only=False) for j in encoded])
+        index[encoded] = found[codes + starts[:, None]]
     if plain:
         cells = pa.concat_arrays([raws[j] for j in plain]) if len(plain) > 1 else raws[plain[0]]
         found = pc.fill_null(pc.index_in(cells, value_set=known), -1).to_numpy(zero_copy_only=False)
@@ -215,14 +218,16 @@ def _fast_numbers(cols: list[Column], raws: list[pa.Array]) -> list[Decided]:
     bad |= fractional | blank
     values = np.where(plain & ~bad, values, np.nan)
     out = []
+    any_bad, other = bad.any(axis=1), ~(plain | empty)
     for j, col in enumerate(cols):
-        b = bad[j]
-        reasons = np.select(
-            [blank[j][b], low[j][b], high[j][b]],
-            ["required field is blank", f"below the minimum {col.min:g}", f"above the maximum {col.max:g}"],
-            "not a whole number",
-        ).astype(object)
-        out.append((values[j], b, reasons, ~(plain[j] | empty[j])))
+        b, reasons = bad[j], np.empty(0, dtype=object)
+        if any_bad[j]:  # np.select costs more than the rest of a clean column
+            reasons = np.select(
+                [blank[j][b], low[j][b], high[j][b]],
+                ["required field is blank", f"below the minimum {col.min:g}", f"above the maximum {col.max:g}"],
+                "not a whole number",
+            ).astype(object)
+        out.append((values[j], b, reasons, other[j]))
     return out
 
 
