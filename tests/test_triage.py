@@ -207,6 +207,18 @@ def test_triage_is_vectorised_row_by_row():
         assert {k: v[i].as_py() for k, v in together.items()} == alone
 
 
+def test_probabilities_are_read_by_name_whatever_else_the_frame_holds():
+    """A probabilities frame in another column order, with an extra text column, gives the same
+    triage as the scorer's own frame (exactly the probability columns, in order)."""
+    cases = [({"laterality": "one_leg", "leg_swelling": "yes"}, DVT), ({}, {"p_cause_inflammatory": 0.6})]
+    typed = typed_rows(*(f for f, _ in cases)).reset_index(drop=True)
+    probs = probs_frame(*(p for _, p in cases))
+    shuffled = probs[list(reversed(probs.columns))].assign(record_id=["a", "b"])
+    want = {k: v.to_pylist() for k, v in triage_columns(KB, typed, probs).items()}
+    assert {k: v.to_pylist() for k, v in triage_columns(KB, typed, shuffled).items()} == want
+    assert want["triage"] != ["routine", "routine"]  # a red flag fired: the columns were read
+
+
 # ------------------------------------------------------------------ properties: blanks and probabilities
 
 

@@ -33,7 +33,7 @@ _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}
 
 @dataclass
 class RawChunk:
-    table: pa.Table  # string cells, one column per header name
+    table: pa.Table | None  # string cells, one column per header name (None once a scorer's stream let go of it)
     rows: np.ndarray  # 1-based data-row position of each table row
     malformed: pd.DataFrame  # reject lines for rows that could not be cut into the header's fields
 
@@ -119,8 +119,8 @@ class CsvReader:
             for segment in self._segments:
                 if segment.tentative:  # whole lines: parsed alone, kept if its records are its lines
                     if batch:
-                        yield self._chunk(batch)
-                        batch, size = [], 0
+                        chunk, batch, size = self._chunk(batch), [], 0
+                        yield chunk
                     self._check(segment, count=False)
                     chunk = self._parse(segment.data, segment)
                     if chunk is None:
@@ -128,13 +128,14 @@ class CsvReader:
                         continue
                     self._lines += segment.lines
                     self._after_cr = False
+                    segment.data = b""  # parsed and kept: its text is not held while the chunk is worked on
                     yield chunk
                     continue
                 batch.append(segment)
                 size += len(segment.data)
                 if size >= self.block_bytes // 2:  # a block read is a little short of block_bytes
-                    yield self._chunk(batch)
-                    batch, size = [], 0
+                    chunk, batch, size = self._chunk(batch), [], 0  # the segments' text not held from here
+                    yield chunk
             if batch:
                 yield self._chunk(batch)
         finally:

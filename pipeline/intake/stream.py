@@ -26,7 +26,7 @@ from pipeline.contract.schema import Schema
 from pipeline.intake.cells import arrow_cells, raw_cells
 from pipeline.intake.errors import IntakeFormatError
 from pipeline.intake.header import match_header
-from pipeline.intake.reader import BLOCK_BYTES, CsvReader, delimiter_option
+from pipeline.intake.reader import BLOCK_BYTES, CsvReader, RawChunk, delimiter_option
 from pipeline.intake.source import Opened, open_source
 from pipeline.intake.validate import SeenIds, empty_rejects, learn_record_ids, validate_table
 
@@ -48,13 +48,6 @@ class ValidatedChunk:
     @property
     def rows_rejected(self) -> int:
         return int(self.rejects["row"].nunique())
-
-
-@dataclass
-class _RawPiece:
-    table: pa.Table  # text cells, columns named as matched to the contract
-    rows: np.ndarray  # 1-based positions of the table's rows
-    malformed: pd.DataFrame  # reject lines of rows that could not be cut into fields
 
 
 class IntakeStream:
@@ -115,24 +108,23 @@ class IntakeStream:
         if self._opened is not None:
             self._opened.close()
 
-    def _pieces(self, keep: list[str] | None = None) -> Iterator[_RawPiece]:
+    def _pieces(self, keep: list[str] | None = None) -> Iterator[RawChunk]:
         """The raw pieces in order; with `keep`, only those (contract) columns' cells."""
         if self._kind == "csv":
-            for chunk in self._csv.chunks(self.columns, self.schema, keep):
-                yield _RawPiece(chunk.table, chunk.rows, chunk.malformed)
+            yield from self._csv.chunks(self.columns, self.schema, keep)
             return
         if self._kind == "frame":
             source = self.source
             table = raw_cells(source) if isinstance(source, pd.DataFrame) else arrow_cells(source)
             table = table.rename_columns(self.columns).select(keep or self.columns)
-            yield _RawPiece(table, np.arange(1, table.num_rows + 1), empty_rejects(self.schema))
+            yield RawChunk(table, np.arange(1, table.num_rows + 1), empty_rejects(self.schema))
             return
         read = None if keep is None else [self.header[self.columns.index(name)] for name in keep]
         try:
             start = 0
             for batch in self._opened.parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=read):
                 table = arrow_cells(pa.Table.from_batches([batch])).rename_columns(keep or self.columns)
-                yield _RawPiece(table, np.arange(start + 1, start + table.num_rows + 1), empty_rejects(self.schema))
+                yield RawChunk(table, np.arange(start + 1, start + table.num_rows + 1), empty_rejects(self.schema))
                 start += table.num_rows
         except (pa.ArrowException, OSError) as err:
             raise IntakeFormatError(f"{self.name}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
@@ -147,8 +139,9 @@ class IntakeStream:
                 rejects = pd.concat([piece.malformed, rejects], ignore_index=True)
                 rejects = rejects.sort_values("row", kind="stable", ignore_index=True)
             rows_read = piece.table.num_rows + len(piece.malformed)
-            raw = piece.table if self.keep_raw else None
-            del piece  # not held while the consumer works on the chunk (its cells, when left out, are freed)
+            raw = piece.table
+            if not self.keep_raw:  # the readers still hold the piece until the next: let go of its cells
+                piece.table = raw = None
             yield ValidatedChunk(result.typed, rejects, raw, rows_read)
 
 

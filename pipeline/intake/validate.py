@@ -175,7 +175,7 @@ def _spelling_index(raws: list[pa.Array], known: pa.Array) -> np.ndarray:
         words = [_text(raws[j].dictionary) for j in encoded]
         found = pc.fill_null(pc.index_in(pa.concat_arrays(words), value_set=known), -1).to_numpy(zero_copy_only=False)
         starts = np.cumsum([0] + [len(w) for w in words[:-1]])
-        codes = np.stack([raws[j].indices.to_numpy(zero_copy_only=False) for j in encoded])
+        codes = np.stack([raws[j].indices.to_numpy(zero_copy_only=False) for j in encoded]).astype(np.int64)
         index[encoded] = found[codes + starts[:, None]]
     if plain:
         cells = pa.concat_arrays([raws[j] for j in plain]) if len(plain) > 1 else raws[plain[0]]

@@ -128,7 +128,8 @@ def score_file(
     then receives the scores only once the whole input is scored (they are spooled to a temporary
     file first, so a failure writes nothing), and `rejects_path` is required. `read_options` are
     passed to the intake path (delimiter, decimal_comma, encoding). Each of `observers` is called
-    with every validated chunk and its scores table (None when nothing in it was scored). With an
+    with every validated chunk (its typed rows and rejects; not its raw cells, which are not kept)
+    and its scores table (None when nothing in it was scored). With an
     `explainer`, the scores carry the explanation columns (see `score_chunk`).
     """
     start = time.perf_counter()

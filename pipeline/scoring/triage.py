@@ -76,8 +76,10 @@ def triage_columns(kb: KnowledgeBase, typed: pd.DataFrame, probs: pd.DataFrame) 
     sep = schema.list_separator
     n = len(typed)
     levels = list(schema.triage_levels)  # most pressing first
-    values = probs.to_numpy(dtype=np.float64)  # one block: no copy; its columns read without pandas
-    at = {name: j for j, name in enumerate(probs.columns)}
+    names = list(schema.probability_columns)
+    # the columns rules read, as one array (a scorer's frame is exactly these: a view of its one block)
+    values = (probs if list(probs.columns) == names else probs[names]).to_numpy()
+    at = {name: j for j, name in enumerate(names)}
     fields, probabilities = _Columns(typed), {name: values[:, j] for name, j in at.items()}
 
     cond = values[:, [at[f"p_{c}"] for c in schema.conditions]]
