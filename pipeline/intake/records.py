@@ -364,5 +364,6 @@ def iter_segments(
             if not n_fields:
                 return
             pos = stop
+        scan = None  # its arrays (and the buffer it read) are not held while later blocks are read
         if final and skipping is None:
             return
