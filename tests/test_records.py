@@ -117,9 +117,12 @@ PIECES = ["a", "b", " ", '"', '""', ",", ";", "\n", "\r\n", "\r", "é"]
     block_bytes=st.sampled_from([1, 3, 7, 1 << 20]),
     first=st.sampled_from([0, 2, 1 << 20]),
     tentative=st.booleans(),
+    header_end=st.sampled_from(["\n", "\r\n", "\r"]),
 )
-def test_segments_follow_the_rules_whatever_the_block_size(body, delimiter, cap, block_bytes, first, tentative):
-    data = ("x,y;z\n" + body).encode()
+def test_segments_follow_the_rules_whatever_the_block_size(
+    body, delimiter, cap, block_bytes, first, tentative, header_end
+):
+    data = ("x,y;z" + header_end + body).encode()
     stream = io.BytesIO(data)
     segments = []
     for segment in iter_segments(stream.read(first), stream.read, delimiter, block_bytes, cap, tentative):
