@@ -168,14 +168,14 @@ def _text(raw: pa.Array) -> pa.Array:
 def _spelling_index(raws: list[pa.Array], known: pa.Array) -> np.ndarray:
     """(columns, rows): each cell's place among the `known` spellings, -1 where it is not one. A
     dictionary-encoded column is looked up once per distinct spelling; plain strings all at once."""
-    index = np.empty((len(raws), len(raws[0])), dtype=np.int64)
+    index = np.empty((len(raws), len(raws[0])), dtype=np.int32)  # a few dozen spellings: int32 halves the memory
     plain = [j for j, raw in enumerate(raws) if not pa.types.is_dictionary(raw.type)]
     encoded = [j for j, raw in enumerate(raws) if pa.types.is_dictionary(raw.type)]
     if encoded:  # every column's few distinct spellings looked up in one call
         words = [_text(raws[j].dictionary) for j in encoded]
         found = pc.fill_null(pc.index_in(pa.concat_arrays(words), value_set=known), -1).to_numpy(zero_copy_only=False)
-        starts = np.cumsum([0] + [len(w) for w in words[:-1]])
-        codes = np.stack([raws[j].indices.to_numpy(zero_copy_only=False) for j in encoded]).astype(np.int64)
+        starts = np.cumsum([0] + [len(w) for w in words[:-1]], dtype=np.int32)
+        codes = np.stack([raws[j].indices.to_numpy(zero_copy_only=False) for j in encoded]).astype(np.int32)
         index[encoded] = found[codes + starts[:, None]]
     if plain:
         cells = pa.concat_arrays([raws[j] for j in plain]) if len(plain) > 1 else raws[plain[0]]
