@@ -245,8 +245,13 @@ class CompactModel:
         if self.calibration == "none":
             return raw
         p = np.clip(raw, self.eps, 1 - self.eps)
-        logit = np.log(p) - np.log1p(-p)
-        return expit(self.arrays["cal_intercept"] + self.arrays["cal_slope"] * logit)
+        # log(p) - log1p(-p), then intercept + slope * logit: the same operations, in place (a chunk's
+        # temporaries are a few arrays of its probabilities' size fewer)
+        logit = np.log(p)
+        rest = np.log1p(np.negative(p, out=p), out=p)
+        logit = np.subtract(logit, rest, out=logit)
+        logit = np.add(self.arrays["cal_intercept"], np.multiply(self.arrays["cal_slope"], logit, out=logit), out=logit)
+        return expit(logit, out=logit)
 
     def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
         return cause_inputs(p, self.cause_members_, self.cause_clip)
@@ -254,7 +259,8 @@ class CompactModel:
     def predict_proba(self, typed: pd.DataFrame) -> np.ndarray:
         """(n, conditions + causes) calibrated probabilities, each cause held between its likeliest
         condition and the sum of its conditions (as pipeline.learning.cause_model.CauseModel)."""
-        p = np.clip(self._calibrated(self.predict_uncalibrated(typed)), 0.0, 1.0)
+        p = self._calibrated(self.predict_uncalibrated(typed))
+        p = np.clip(p, 0.0, 1.0, out=p)  # p is this call's own array
         n_cond = len(self.output_columns_) - len(self.cause_members_)
         coef, intercept = self.arrays["cause_coef"], self.arrays["cause_intercept"]
         for g, (members, inputs) in enumerate(zip(self.cause_members_, self._cause_inputs(p), strict=True)):

@@ -49,14 +49,15 @@ def score_chunk(typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: st
     """
     schema = kb.schema
     p = model.predict_proba(typed)
-    probs = pd.DataFrame(p, columns=list(schema.probability_columns))
+    probs = pd.DataFrame(p, columns=list(schema.probability_columns), copy=False)  # read only from here on
     extra = triage_columns(kb, typed, probs)
     if explainer is not None:
         sep = schema.list_separator
         top = [t.split(sep) if t else [] for t in extra["top_conditions"].to_pylist()]
         extra.update(explainer(typed, top))
     arrays = {schema.id_column: neutralize_formulas(_text(typed[schema.id_column]), schema)}
-    rounded = np.round(np.ascontiguousarray(p.T), PROBABILITY_DECIMALS)  # one row per column
+    rounded = np.array(p.T, order="C")  # one row per column (a copy: rounded in place)
+    rounded = np.round(rounded, PROBABILITY_DECIMALS, out=rounded)
     arrays.update({name: pa.array(rounded[j]) for j, name in enumerate(schema.probability_columns)})
     arrays.update(extra)
     arrays["model_version"] = pa.array([model_version], pa.string()).take(pa.array(np.zeros(len(typed), np.int32)))
