@@ -182,17 +182,17 @@ class ColumnTables:
         """(n, pairs) products of the yes/no pairs, sparse: a blank counts as no
         (pipeline.learning.features.interaction_products). `yes_no`: the columns found to hold
         only 0, 1 and blank in this chunk (the fields without a table of their own checked here)."""
-        x = np.column_stack([values[name] for name in self.pair_fields])
-        yes = x == 1.0
+        fields = [values[name] for name in self.pair_fields]
         binary = all(name in yes_no for name in self.pair_tabled)
         if binary and self.pair_untabled:
-            rest = x[:, self.pair_untabled]
-            binary = bool(np.all((rest == 1.0) | (rest == 0.0) | np.isnan(rest)))
-        if binary:  # as validation makes them: then 1 x 1 is the only 1
+            rest = [fields[k] for k in self.pair_untabled]
+            binary = all(bool(np.all((v == 1.0) | (v == 0.0) | np.isnan(v))) for v in rest)
+        if binary:  # as validation makes them: then 1 x 1 is the only 1 (no float copy of the fields needed)
+            yes = np.column_stack([v == 1.0 for v in fields])
             rows, pairs = np.nonzero(yes[:, self.left] & yes[:, self.right])
             products = np.ones(len(rows))
         else:
-            x = np.nan_to_num(x)
+            x = np.nan_to_num(np.column_stack(fields))
             product = x[:, self.left] * x[:, self.right]
             rows, pairs = np.nonzero(product)
             products = product[rows, pairs]
