@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from pipeline.scoring.column_tables import ColumnTables
 
@@ -225,7 +224,7 @@ class CompactModel:
         pipeline.scoring.column_tables)."""
         if self._tables is None:
             self._tables = ColumnTables(self)
-        return expit(self._tables.logits(self._values_of(typed), len(typed)))
+        return _expit(self._tables.logits(self._values_of(typed), len(typed)))
 
     def predict_uncalibrated_dense(self, typed: pd.DataFrame) -> np.ndarray:
         """The same through the dense features, a block of rows at a time into one buffer (small enough
@@ -239,6 +238,8 @@ class CompactModel:
             rows = block[: min(BLOCK_ROWS, n - start)]
             self._features_into(columns, start, start + len(rows), rows)
             logits[start : start + len(rows)] = rows @ self.weights + self.bias
+        from scipy.special import expit  # the fitted pipeline's, to the last bit (this path is for checks)
+
         return expit(logits)
 
     def _calibrated(self, raw: np.ndarray) -> np.ndarray:
@@ -251,7 +252,7 @@ class CompactModel:
         rest = np.log1p(np.negative(p, out=p), out=p)
         logit = np.subtract(logit, rest, out=logit)
         logit = np.add(self.arrays["cal_intercept"], np.multiply(self.arrays["cal_slope"], logit, out=logit), out=logit)
-        return expit(logit, out=logit)
+        return _expit(logit, out=logit)
 
     def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
         return cause_inputs(p, self.cause_members_, self.cause_clip)
@@ -264,11 +265,21 @@ class CompactModel:
         n_cond = len(self.output_columns_) - len(self.cause_members_)
         coef, intercept = self.arrays["cause_coef"], self.arrays["cause_intercept"]
         for g, (members, inputs) in enumerate(zip(self.cause_members_, self._cause_inputs(p), strict=True)):
-            stacked = expit((inputs @ coef[g : g + 1].T + intercept[g : g + 1]).reshape(-1))
+            stacked = _expit((inputs @ coef[g : g + 1].T + intercept[g : g + 1]).reshape(-1))
             conditions = p[:, members]
             low, high = conditions.max(axis=1), np.minimum(1.0, conditions.sum(axis=1))
             p[:, n_cond + g] = np.clip(stacked, low, high)
         return p
+
+
+def _expit(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1 / (1 + exp(-x)) in that order, as scipy.special.expit computes it, with numpy's exp (which
+    may differ from the C library's in the last bit): importing scipy.special costs a scorer a tenth
+    of a second and 5 MB."""
+    with np.errstate(over="ignore"):  # exp(-x) is inf for x below about -709: then 1 / inf = 0, as in scipy
+        out = np.exp(np.negative(x, out=out), out=out)
+    out += 1.0
+    return np.divide(1.0, out, out=out)
 
 
 def _level_positions(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
