@@ -2,9 +2,9 @@
 
 At registration (pipeline.tracking.model_logging) a logistic CauseModel is also written in this
 form beside the MLflow pyfunc, after checking that it reproduces the model's probabilities. The
-batch scorer loads it with numpy and scipy alone (no MLflow, skops or scikit-learn), so a small
-file scores in about the time it takes to import pandas and pyarrow. The pyfunc stays the source
-of truth; `score --explain` and other families use the full model.
+batch scorer loads it with numpy and scipy's sparse matrices alone (no MLflow, skops, scikit-learn
+or scipy.special), so a small file scores in about the time it takes to import pandas and pyarrow.
+The pyfunc stays the source of truth; `score --explain` and other families use the full model.
 
 Every step repeats the fitted pipeline's arithmetic in the same order and on arrays of the same
 layout (imputation, missing indicators, standard scaling, log1p, one-hot levels, the cubic
