@@ -267,10 +267,8 @@ def _line_ends(data: bytes, step: int = 1 << 19) -> tuple[int, int]:
     end every few hundred bytes). The positions are found `step` bytes at a time, so the byte
     comparisons take a fraction of the block's size in memory, not all of it."""
     arr = np.frombuffer(data, dtype=np.uint8)
-    stops = np.concatenate(
-        [np.flatnonzero(arr[k : k + step] == LF) + (k + 1) for k in range(0, len(arr), step)] or [[]]
-    )
-    stops = stops.astype(np.int64, copy=False)
+    pieces = [np.flatnonzero(arr[k : k + step] == LF) + (k + 1) for k in range(0, len(arr), step)]
+    stops = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.intp)
     lengths = np.diff(stops, prepend=0)
     return len(stops), int(((lengths == 1) | ((lengths == 2) & (arr[stops - 2] == CR))).sum())
 
