@@ -12,11 +12,11 @@ FLOORS = {
     "contract": 0,
     "intake": 1,
     "world": 2,
-    "scoring": 2,
-    "tracking": 3,
-    "learning": 4,
-    "reporting": 4,
-    "engines": 5,
+    "scoring": 3,  # a model with the knowledge base's posterior feature scores through pipeline.world.belief
+    "tracking": 4,
+    "learning": 5,
+    "reporting": 5,
+    "engines": 6,
 }
 MAX_LINES = 400
 

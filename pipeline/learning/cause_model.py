@@ -63,6 +63,7 @@ class CauseModel(BaseEstimator):
     # Models saved before threshold features existed have no such attribute; a class default keeps
     # get_params, repr and clone working on them (they were fitted without thresholds).
     thresholds: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    posterior: dict | None = None  # likewise for models saved before the knowledge-base posterior feature
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class CauseModel(BaseEstimator):
         interactions: tuple[tuple[str, str], ...] = (),
         random_state: int = 0,
         thresholds: tuple[tuple[str, tuple[float, ...]], ...] = (),
+        posterior: dict | None = None,
     ):
         self.family = family
         self.params = params
@@ -83,6 +85,7 @@ class CauseModel(BaseEstimator):
         self.interactions = interactions
         self.random_state = random_state
         self.thresholds = thresholds
+        self.posterior = posterior
 
     def fit(
         self, X: pd.DataFrame, Y: np.ndarray, X_cal: pd.DataFrame, Y_cal: np.ndarray, *, schema: Schema
@@ -94,6 +97,7 @@ class CauseModel(BaseEstimator):
             self.splines,
             [tuple(p) for p in self.interactions],
             [(name, tuple(cuts)) for name, cuts in self.thresholds],
+            self.posterior,
         )
         # The transformer's statistics (medians, means and scales, spline ranges) come from the first
         # FEATURE_FIT_ROWS training rows (i.i.d. draws, so any 200k estimate them to ~0.2% of a
@@ -107,6 +111,10 @@ class CauseModel(BaseEstimator):
         self.feature_means_ = matrix.mean(axis=0, dtype=np.float64)
         del matrix
         self.fields_ = list(schema.column_names)
+        if self.posterior:
+            from pipeline.learning.explain import posterior_part_means
+
+            self.posterior_part_means_ = posterior_part_means(self, X.iloc[:FEATURE_FIT_ROWS])
         self.output_columns_ = list(schema.probability_columns)
         self.cause_members_ = [[schema.conditions.index(c) for c in cause.conditions] for cause in schema.causes]
         raw_cal = self.base_.predict_proba(X_cal)

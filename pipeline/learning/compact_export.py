@@ -19,6 +19,7 @@ from pipeline.learning.families import linear_weights
 from pipeline.learning.features import categories_with_blank, interaction_products, log_scale, threshold_steps
 from pipeline.learning.metrics import EPS
 from pipeline.scoring.compact import CompactModel
+from pipeline.world.belief import knowledge_posterior
 
 CALIBRATIONS = ("sigmoid", "temperature", "none")
 
@@ -50,6 +51,10 @@ def _block(name: str, transformer, columns: list[str], width: int, i: int, array
         if len(steps) != 1 or transformer.kw_args is None:
             raise CompactUnsupported(f"{name}: unexpected products step")
         return {**base, "kind": "products", "pairs": [list(p) for p in transformer.kw_args["pairs"]]}
+    if _function(steps[0]) is knowledge_posterior:
+        if len(steps) != 1 or transformer.kw_args is None:
+            raise CompactUnsupported(f"{name}: unexpected posterior step")
+        return {**base, "kind": "posterior", "settings": dict(transformer.kw_args)}
     if _function(steps[0]) is threshold_steps:
         if len(steps) != 1 or transformer.kw_args is None:
             raise CompactUnsupported(f"{name}: unexpected threshold step")

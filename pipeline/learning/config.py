@@ -33,6 +33,7 @@ class FeatureConfig:
     splines: bool | None = None  # a cubic spline basis per number; None: the family's default
     interactions: bool = False  # the yes/no pairs the knowledge base says interact
     thresholds: bool = False  # 0/1 steps at the knowledge base's cuts (BMI 25 and 30, a severe complaint, ...)
+    posterior: bool = False  # the knowledge base's approximate posterior logit per condition (explaining away)
 
 
 @dataclass(frozen=True)

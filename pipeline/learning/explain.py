@@ -8,6 +8,13 @@ fields. For a model linear in its features these are the Shapley values of the l
 training distribution as background. Platt and temperature calibration multiply the logit by a
 positive slope, so the attributions are scaled by it and still add up exactly; isotonic
 calibration is monotone, so the direction (what raised, what lowered) carries over.
+
+The knowledge base's posterior features (pipeline.world.belief) depend on the whole form, but
+each is a constant plus a sum of per-field parts (a prior feature's term, a negative finding's,
+a positive finding's or a lab's message), so its term is split by those parts, each less its
+training mean (`posterior_part_means_`); the sum stays exact. The split follows the messages the
+form's other findings shaped: a finding that another condition explains better sends a smaller
+message, and so gets a smaller share, which is the explaining away the feature adds.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ def _feature_fields(ct, fields: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
         steps = transformer.steps if hasattr(transformer, "steps") else [(name, transformer)]
         last = steps[-1][1]
         imputer = next((s for _, s in steps if hasattr(s, "indicator_")), None)
+        if name == "posterior":  # a function of many fields: split by posterior_parts, not here
+            continue
         if name == "interactions":
             pairs = transformer.kw_args["pairs"]
             add(out.start, [a for a, _ in pairs], 0.5)
@@ -70,7 +79,38 @@ def explanation_problem(model) -> str | None:
         return "exact explanations are implemented for the logistic families only (logistic, logistic_joint)"
     if not hasattr(model, "feature_means_"):
         return "this model was trained before explanations existed: retrain it (make train)"
+    if getattr(model, "posterior", None) and not hasattr(model, "posterior_part_means_"):
+        return "this model's knowledge-base posterior has no per-field means: retrain it (make train)"
     return None
+
+
+PART_ROWS = 20_000  # rows whose posterior parts (rows x conditions x fields) are held at once
+
+
+def _posterior(model):
+    """(the posterior block's first feature, its settings) when the model has the knowledge-base
+    posterior feature, else None."""
+    ct = model.base_.named_steps["features"]
+    if "posterior" not in ct.named_transformers_:
+        return None
+    return ct.output_indices_["posterior"].start, ct.named_transformers_["posterior"].kw_args
+
+
+def _parts(model, X: pd.DataFrame, settings: dict) -> tuple[np.ndarray, np.ndarray]:
+    from pipeline.world.belief import knowledge_model, posterior_parts
+
+    kb_model = knowledge_model(settings["population"], settings["kb_sha256"])
+    return posterior_parts(kb_model, X, model.fields_, int(settings["iterations"]))
+
+
+def posterior_part_means(model, X: pd.DataFrame) -> np.ndarray:
+    """(conditions, fields) the training mean of each field's part of each posterior logit."""
+    _, settings = _posterior(model)
+    total = None
+    for start in range(0, len(X), PART_ROWS):
+        parts, _ = _parts(model, X.iloc[start : start + PART_ROWS], settings)
+        total = parts.sum(axis=0) if total is None else total + parts.sum(axis=0)
+    return total / max(len(X), 1)
 
 
 def logit_attributions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -94,6 +134,16 @@ def logit_attributions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         pick = flds == field
         contribution = (deviation[:, feats[pick]] * shares[pick]) @ weights[feats[pick]]  # (n, C)
         out[:, :, field] = contribution
+    posterior = _posterior(model)
+    if posterior is not None:
+        # The posterior feature of condition k is constant_k + the sum of its per-field parts: each
+        # field's part, less its training mean, goes to that field; the rest joins the baseline.
+        start, settings = posterior
+        parts, constant = _parts(model, X, settings)
+        w = weights[start : start + parts.shape[1]]  # (posterior features, C)
+        out += np.einsum("nkf,kc->ncf", parts - model.posterior_part_means_, w)
+        rest = constant + model.posterior_part_means_.sum(axis=1) - model.feature_means_[start : start + len(w)]
+        bias = bias + rest @ w
     slope = model.calibrator_.slope_[:n_cond] if model.calibration in ("sigmoid", "temperature") else np.ones(n_cond)
     intercept = model.calibrator_.intercept_[:n_cond] if model.calibration == "sigmoid" else np.zeros(n_cond)
     baseline = intercept + slope * (bias + model.feature_means_ @ weights)

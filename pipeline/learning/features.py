@@ -11,6 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, SplineTransformer, StandardScaler
 
 from pipeline.contract.schema import Schema
+from pipeline.world.belief import knowledge_posterior
 
 BLANK = "blank"
 
@@ -31,8 +32,14 @@ def feature_transformer(
     splines: bool,
     interactions: list[tuple[str, str]] | None = None,
     thresholds: list[tuple[str, tuple[float, ...]]] | None = None,
+    posterior: dict | None = None,
 ) -> ColumnTransformer:
-    """ColumnTransformer over a typed intake frame."""
+    """ColumnTransformer over a typed intake frame.
+
+    `posterior` ({"population", "kb_sha256", "iterations"}): add the knowledge base's approximate
+    posterior logit of every condition (pipeline.world.belief) as one feature per condition: the
+    explaining away between findings that a sum of per-field terms cannot represent.
+    """
     yes_no = [c.name for c in schema.columns_of(kind="yes_no")]
     categories = [c.name for c in schema.columns_of(kind="category")]
     numbers = [c.name for c in schema.columns if c.kind in ("integer", "number")]
@@ -97,6 +104,10 @@ def feature_transformer(
                 FunctionTransformer(interaction_products, kw_args={"pairs": [list(p) for p in interactions]}),
                 used,
             )
+        )
+    if posterior:
+        transformers.append(
+            ("posterior", FunctionTransformer(knowledge_posterior, kw_args=dict(posterior)), list(schema.column_names))
         )
     return ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
 

@@ -34,6 +34,7 @@ from pipeline.tracking.registry import (
     set_champion,
 )
 from pipeline.tracking.store import configure, git_commit, package_versions, tracking_uri
+from pipeline.world.belief import ITERATIONS
 
 
 def log_scaled_columns(kb: KnowledgeBase) -> tuple[str, ...]:
@@ -54,6 +55,11 @@ def build_model(config: ExperimentConfig, kb: KnowledgeBase) -> CauseModel:
         tuple(knowledge_interactions(kb)) if features.interactions else (),
         random_state=config.data.seed,
         thresholds=tuple(knowledge_thresholds(kb)) if features.thresholds else (),
+        posterior=(
+            {"population": config.data.population, "kb_sha256": kb.sha256, "iterations": ITERATIONS}
+            if features.posterior
+            else None
+        ),
     )
 
 

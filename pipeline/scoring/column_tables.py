@@ -46,10 +46,13 @@ class ColumnTables:
         self.model = model
         self.shares: dict[str, list[_Share]] = {}
         self.products: _Share | None = None
+        self.posterior: _Share | None = None  # a function of the whole form: CompactModel adds its share
         at = 0
         for i, block in enumerate(model.blocks):
             if block.kind == "products":
                 self.products = _Share(i, block, 0, at)
+            elif block.kind == "posterior":
+                self.posterior = _Share(i, block, 0, at)
             else:
                 for j, name in enumerate(block.columns):
                     self.shares.setdefault(name, []).append(_Share(i, block, j, at))

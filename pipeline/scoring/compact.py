@@ -31,9 +31,9 @@ from pipeline.scoring.column_tables import ColumnTables
 
 FORMAT = "leg-fatigue-compact-scoring"
 BLOCK_ROWS = 1024  # rows whose features are made and multiplied at once
-FORMAT_VERSION = 2  # 2 added the "steps" block kind; files of version 1 read unchanged
-READABLE_VERSIONS = (1, 2)
-KINDS = ("impute", "one_hot", "spline", "steps", "products")
+FORMAT_VERSION = 3  # 2 added the "steps" block kind, 3 the "posterior" kind; older files read unchanged
+READABLE_VERSIONS = (1, 2, 3)
+KINDS = ("impute", "one_hot", "spline", "steps", "products", "posterior")
 
 
 class CompactFormError(ValueError):
@@ -44,7 +44,8 @@ class CompactFormError(ValueError):
 class Block:
     """One group of feature columns, in the fitted ColumnTransformer's order."""
 
-    kind: str  # "impute" (values, missing indicators, optional scaling), "one_hot", "spline", "steps" or "products"
+    kind: str  # "impute" (values, missing indicators, optional scaling), "one_hot", "spline", "steps", "products"
+    # or "posterior" (the knowledge base's posterior logits, pipeline.world.belief: reads the typed frame)
     columns: tuple[str, ...]
     width: int  # how many features it makes
     log: bool = False  # log1p of the value clipped at 0 first (labs such as ferritin)
@@ -54,6 +55,7 @@ class Block:
     degree: int = 0  # spline
     pairs: tuple[tuple[str, str], ...] = ()  # products
     cuts: tuple[tuple[float, ...], ...] = ()  # steps: each column's cuts (1.0 at or above, a blank 0.0)
+    settings: tuple[tuple[str, object], ...] = ()  # posterior: population, kb_sha256, iterations
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Prepared:
 
     values: dict[str, np.ndarray]
     splines: dict[int, list[tuple[np.ndarray, np.ndarray]]]  # block -> per column (basis table, row -> table row)
+    posterior: np.ndarray | None = None  # (n, conditions) the posterior block's features
 
 
 def _save_text(value: dict) -> np.ndarray:
@@ -88,6 +91,7 @@ class CompactModel:
                 degree=int(b.get("degree", 0)),
                 pairs=tuple(tuple(p) for p in b.get("pairs", ())),
                 cuts=tuple(tuple(float(c) for c in cuts) for cuts in b.get("cuts", ())),
+                settings=tuple(sorted(b.get("settings", {}).items())),
             )
             for b in spec["blocks"]
         ]
@@ -100,7 +104,7 @@ class CompactModel:
             dict.fromkeys(
                 name
                 for b in self.blocks
-                if b.kind != "one_hot"
+                if b.kind not in ("one_hot", "posterior")
                 for name in (b.columns if b.kind != "products" else [n for p in b.pairs for n in p])
             )
         )
@@ -156,7 +160,16 @@ class CompactModel:
                     inverse, distinct = pd.factorize(x[:, j])  # hashed, in order of appearance
                     tables.append((self._basis_table(i, block, j, np.asarray(distinct, dtype=np.float64)), inverse))
                 splines[i] = tables
-        return _Prepared(values, splines)
+        return _Prepared(values, splines, self._posterior(typed))
+
+    def _posterior(self, typed: pd.DataFrame) -> np.ndarray | None:
+        """The posterior block's features (pipeline.world.belief, the fitted pipeline's function), or None."""
+        block = next((b for b in self.blocks if b.kind == "posterior"), None)
+        if block is None:
+            return None
+        from pipeline.world.belief import knowledge_posterior
+
+        return knowledge_posterior(typed[list(block.columns)], **dict(block.settings))
 
     def features(self, typed: pd.DataFrame) -> np.ndarray:
         """(n, features) float64, C order: the fitted ColumnTransformer's output, bit for bit."""
@@ -182,6 +195,8 @@ class CompactModel:
                     view[:, j * per : (j + 1) * per] = table[inverse[start:stop]]
             elif block.kind == "products":
                 _products(block, values, view)
+            elif block.kind == "posterior":
+                view[:] = prepared.posterior[start:stop]
             else:  # unreachable: __init__ refuses unknown kinds
                 raise CompactFormError(f"unknown feature block kind {block.kind!r}")
             at += block.width
@@ -224,7 +239,12 @@ class CompactModel:
         pipeline.scoring.column_tables)."""
         if self._tables is None:
             self._tables = ColumnTables(self)
-        return _expit(self._tables.logits(self._values_of(typed), len(typed)))
+        logits = self._tables.logits(self._values_of(typed), len(typed))
+        posterior = self._posterior(typed)
+        if posterior is not None:
+            share = self._tables.posterior
+            logits += posterior @ self.weights[share.at : share.at + share.block.width]
+        return _expit(logits, out=logits)
 
     def predict_uncalibrated_dense(self, typed: pd.DataFrame) -> np.ndarray:
         """The same through the dense features, a block of rows at a time into one buffer (small enough

@@ -17,6 +17,7 @@ TRUSTED_TYPES = [
     "pipeline.learning.features.log_scale",
     "pipeline.learning.features.threshold_steps",
     "pipeline.learning.multilabel_logistic.MultiLabelLogistic",
+    "pipeline.world.belief.knowledge_posterior",
     "pipeline.learning.cause_model.CauseModel",
     "scipy._lib.array_api_compat.numpy._aliases.asarray",  # numpy.asarray, inside SplineTransformer
     "scipy.interpolate._bsplines.BSpline",  # SplineTransformer's fitted basis

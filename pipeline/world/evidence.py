@@ -94,6 +94,23 @@ def _parent_lab_log_lik(
     return out
 
 
+def lab_coupling(model: CompiledModel, typed: pd.DataFrame, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows where condition-driven lab j is answered, a, b) of its coupling factor a + b q(S),
+    scaled so that max(|a|, |b|) is 1 on each row."""
+    lab = model.labs[j]
+    col = model.kb.schema.column(lab.name)
+    value = typed[lab.name].to_numpy(dtype=float)
+    rows = np.flatnonzero(~np.isnan(value))
+    # a lab holds a few hundred distinct values: each likelihood is computed once per value
+    distinct, inverse = np.unique(value[rows], return_inverse=True)
+    g_abn = lab_bin_probability(lab, distinct, True, col.min, col.max)[inverse]
+    g_norm = lab_bin_probability(lab, distinct, False, col.min, col.max)[inverse]
+    aj = g_abn
+    bj = (g_norm - g_abn) * (1.0 - model.lab_leak[j])
+    scale = np.maximum(np.maximum(np.abs(aj), np.abs(bj)), 1e-300)
+    return rows, aj / scale, bj / scale
+
+
 def _coupling_factors(model: CompiledModel, typed: pd.DataFrame, states: np.ndarray):
     """Per row: (a, b) of every positive finding and observed lab, with a mask of which apply."""
     n = len(typed)
@@ -104,21 +121,11 @@ def _coupling_factors(model: CompiledModel, typed: pd.DataFrame, states: np.ndar
     positive = states == 1
     used[:, :n_b] = positive
     b[:, :n_b] = -(1.0 - model.finding_leak)
-    schema = model.kb.schema
-    for j, lab in enumerate(model.labs):
-        col = schema.column(lab.name)
-        value = typed[lab.name].to_numpy(dtype=float)
-        seen = ~np.isnan(value)
-        if not seen.any():
-            continue
-        g_abn = lab_bin_probability(lab, value[seen], True, col.min, col.max)
-        g_norm = lab_bin_probability(lab, value[seen], False, col.min, col.max)
-        aj = g_abn
-        bj = (g_norm - g_abn) * (1.0 - model.lab_leak[j])
-        scale = np.maximum(np.maximum(np.abs(aj), np.abs(bj)), 1e-300)
-        a[seen, n_b + j] = aj / scale
-        b[seen, n_b + j] = bj / scale
-        used[seen, n_b + j] = True
+    for j in range(n_l):
+        rows, aj, bj = lab_coupling(model, typed, j)
+        a[rows, n_b + j] = aj
+        b[rows, n_b + j] = bj
+        used[rows, n_b + j] = True
     return a, b, used
 
 
@@ -208,7 +215,8 @@ class _Evidence(_Findings):
     log_omega: np.ndarray | None = None  # (P,) log P(completion, observed parents), max 0 within a row
 
 
-def _findings(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
+def finding_evidence(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
+    """What a chunk's findings and labs show, for any number of positive findings (no limit)."""
     states = finding_states(model, typed)
     log_one_minus = np.log1p(-np.minimum(model.finding_link, 1 - 1e-16))  # (C, B)
     negative = np.nan_to_num(states == 0).astype(float)
@@ -216,14 +224,19 @@ def _findings(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
     a, b, used = _coupling_factors(model, typed, states)
     link = np.concatenate([model.finding_link, model.lab_link], axis=1)
     w = w * _fold_single_parent_factors(link, a, b, used)
-    k_row = used.sum(axis=1)
+    return _Findings(w, a, b, used, link)
+
+
+def _findings(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
+    f = finding_evidence(model, typed)
+    k_row = f.k_row
     if k_row.max(initial=0) > MAX_COUPLING:
         worst = int(np.argmax(k_row))
         raise OracleLimitError(
             f"row {typed.index[worst]} has {k_row[worst]} positive findings and labs; "
             f"the exact oracle expands at most {MAX_COUPLING}"
         )
-    return _Findings(w, a, b, used, link)
+    return f
 
 
 def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
