@@ -84,7 +84,7 @@ def explanation_problem(model) -> str | None:
     return None
 
 
-PART_ROWS = 20_000  # rows whose posterior parts (rows x conditions x fields) are held at once
+PART_ROWS = 5_000  # rows whose posterior parts (rows x conditions x fields, ~60 MB) are held at once
 
 
 def _posterior(model):

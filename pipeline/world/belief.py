@@ -46,7 +46,7 @@ def _expit(x: np.ndarray) -> np.ndarray:
 def _log_ratio(a: np.ndarray, b: np.ndarray, p: np.ndarray, others: np.ndarray | float) -> np.ndarray:
     """log(a + b (1 - p) M) - log(a + b M): a factor's message to a condition of link p."""
     bm = b * others
-    return np.log(np.maximum(a + bm * (1.0 - p), 1e-300)) - np.log(np.maximum(a + bm, 1e-300))
+    return np.log(np.maximum(a + bm * (1.0 - p), 1e-300) / np.maximum(a + bm, 1e-300))
 
 
 def expected_parent_features(model: CompiledModel, typed: pd.DataFrame) -> np.ndarray:
@@ -135,9 +135,10 @@ class _Graph:
         self.prior = self.x @ model.condition_weights + model.condition_bias  # (n, C)
         states = finding_states(model, typed)
         self.negative = (states == 0).astype(float)  # (n, B); a blank is neither
-        self.positive = (states == 1).astype(float)
+        positive = states == 1
+        self.positive = positive.astype(float)
         self.base = self.prior + self.negative @ tables.log_one_minus.T + self.positive @ tables.single_finding
-        rows, factors = np.nonzero(self.positive[:, tables.multi_findings])
+        rows, factors = np.nonzero(positive[:, tables.multi_findings])
         factors = tables.multi_findings[factors]
         all_rows, all_factors = [rows], [factors]
         all_a, all_b = [np.ones(len(rows))], [tables.finding_b[factors]]
