@@ -475,3 +475,46 @@ def test_cause_probabilities_are_coherent_on_every_row(store, raw):
         rounding = 0.5e-6 * (len(cause.conditions) + 1)  # each value is rounded to six decimals
         assert (p >= members.max(axis=1)).all(), cause.name  # rounding is monotone: the max holds exactly
         assert (p <= members.sum(axis=1).clip(upper=1.0) + rounding).all(), cause.name
+
+
+# ----------------------------------------------------- a model that prepares each chunk a chunk ahead
+
+
+def test_posterior_features_made_a_chunk_ahead_give_the_same_scores(quick_model, tmp_path):
+    """The default's family has the knowledge base's posterior features, which the batch scorer makes
+    in a thread of its own, a chunk ahead: over many small chunks the scores are those of scoring
+    each row in one go; a failure there reaches the caller as itself and leaves no output."""
+    from types import SimpleNamespace
+
+    from pipeline.scoring.compact import CompactModel
+
+    compact = CompactModel.load(quick_model.compact_form().save(tmp_path / "scoring.npz"))
+    assert compact.needs_preparing
+    frame = generate_frame(default_model(), 600, 2025)
+    src = tmp_path / "intake.csv"
+    pacsv.write_csv(to_csv_table(frame, SCHEMA), src)
+    loaded = SimpleNamespace(model=compact, version="v-posterior")
+    summary = score_file(src, tmp_path / "scores.csv", loaded, KB, block_bytes=8192)
+    assert (summary.rows_read, summary.rows_scored) == (600, 600)
+    at_once = score_chunk(validate_frame(pd.read_csv(src, dtype=str), SCHEMA).typed, compact, KB, "v-posterior")
+    expected = pd.read_csv(io.BytesIO(_csv_bytes(at_once)), dtype=str, keep_default_na=False)
+    got = pd.read_csv(tmp_path / "scores.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(got, expected)
+
+    failing = SimpleNamespace(model=SimpleNamespace(needs_preparing=True), version="v")
+
+    def prepare(typed):
+        raise ValueError("this model was trained with knowledge base 000000000000: retrain it")
+
+    failing.model.prepare = prepare
+    with pytest.raises(ValueError, match="retrain"):
+        score_file(src, tmp_path / "failed.csv", failing, KB, block_bytes=8192)
+    assert not (tmp_path / "failed.csv").exists() and not (tmp_path / "failed.rejects.csv").exists()
+
+
+def _csv_bytes(table) -> bytes:
+    from pipeline.intake.outputs import CSV_OPTIONS
+
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf, write_options=CSV_OPTIONS)
+    return buf.getvalue()

@@ -234,13 +234,24 @@ class CompactModel:
 
     # ---------------------------------------------------------------------------- probabilities
 
-    def predict_uncalibrated(self, typed: pd.DataFrame) -> np.ndarray:
+    @property
+    def needs_preparing(self) -> bool:
+        """Whether `prepare` does any work (a posterior block): the batch scorer then runs it in a
+        thread of its own, a chunk ahead of the rest of scoring."""
+        return any(b.kind == "posterior" for b in self.blocks)
+
+    def prepare(self, typed: pd.DataFrame) -> np.ndarray | None:
+        """What scoring `typed` needs beyond its columns (the posterior block's features), or None;
+        pass it to `predict_proba` as `prepared`."""
+        return self._posterior(typed)
+
+    def predict_uncalibrated(self, typed: pd.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
         """The base model's probabilities, from the logits summed column by column (no dense features;
-        pipeline.scoring.column_tables)."""
+        pipeline.scoring.column_tables). `prepared`: `prepare(typed)`, if already made."""
         if self._tables is None:
             self._tables = ColumnTables(self)
         logits = self._tables.logits(self._values_of(typed), len(typed))
-        posterior = self._posterior(typed)
+        posterior = self._posterior(typed) if prepared is None else prepared
         if posterior is not None:
             share = self._tables.posterior
             logits += posterior @ self.weights[share.at : share.at + share.block.width]
@@ -277,10 +288,10 @@ class CompactModel:
     def _cause_inputs(self, p: np.ndarray) -> list[np.ndarray]:
         return cause_inputs(p, self.cause_members_, self.cause_clip)
 
-    def predict_proba(self, typed: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, typed: pd.DataFrame, prepared: np.ndarray | None = None) -> np.ndarray:
         """(n, conditions + causes) calibrated probabilities, each cause held between its likeliest
         condition and the sum of its conditions (as pipeline.learning.cause_model.CauseModel)."""
-        p = self._calibrated(self.predict_uncalibrated(typed))
+        p = self._calibrated(self.predict_uncalibrated(typed, prepared))
         p = np.clip(p, 0.0, 1.0, out=p)  # p is this call's own array
         n_cond = len(self.output_columns_) - len(self.cause_members_)
         coef, intercept = self.arrays["cause_coef"], self.arrays["cause_intercept"]

@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,14 +42,17 @@ class ScoringModel(Protocol):
     version: str
 
 
-def score_chunk(typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: str, explainer=None) -> pa.Table:
+def score_chunk(
+    typed: pd.DataFrame, model, kb: KnowledgeBase, model_version: str, explainer=None, prepared=None
+) -> pa.Table:
     """Scores for valid typed rows, in their order: the columns of the scores file.
 
     With an `explainer` (pipeline.scoring.explain.Explainer: typed rows and their top conditions
-    in, the explanation columns out), the explanation columns too (`score --explain`).
+    in, the explanation columns out), the explanation columns too (`score --explain`). `prepared`:
+    what `model.prepare(typed)` made, for a model that has it (see `score_file`).
     """
     schema = kb.schema
-    p = model.predict_proba(typed)
+    p = model.predict_proba(typed) if prepared is None else model.predict_proba(typed, prepared=prepared)
     probs = pd.DataFrame(p, columns=list(schema.probability_columns), copy=False)  # read only from here on
     extra = triage_columns(kb, typed, probs)
     if explainer is not None:
@@ -111,6 +115,33 @@ def scores_arrow_schema(schema: Schema, explain: bool = False) -> pa.Schema:
     return pa.schema([(c, pa.float64() if c in probabilities else pa.string()) for c in columns])
 
 
+def _prepared(chunks: ReadAhead, model) -> ReadAhead:
+    """(chunk, what `model.prepare` made of its typed rows) for each chunk: made a chunk ahead in a
+    thread of its own for a model that needs it (the knowledge base's posterior features, the
+    costliest step of such a model), else None."""
+    if not getattr(model, "needs_preparing", False):
+        return _Paired(chunks)
+
+    def prepare() -> Iterator:
+        for chunk in chunks:
+            yield chunk, (model.prepare(chunk.typed) if len(chunk.typed) else None)
+
+    return ReadAhead(prepare(), depth=QUEUE_CHUNKS, name="score-prepare")
+
+
+class _Paired:
+    """Each chunk with None (nothing prepared), closed as the chunks are."""
+
+    def __init__(self, chunks: ReadAhead):
+        self._chunks = chunks
+
+    def __iter__(self) -> Iterator:
+        return ((chunk, None) for chunk in self._chunks)
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
 def score_file(
     input_path: Path | str,
     output: Path | BinaryIO,
@@ -161,13 +192,14 @@ def score_file(
                 scores_writer.write_table(scores)
 
         # the next chunk is read and validated, and the previous one written, while this one is scored
-        chunks = ReadAhead(stream, depth=QUEUE_CHUNKS, name="score-read")
+        reader = ReadAhead(stream, depth=QUEUE_CHUNKS, name="score-read")
+        chunks = _prepared(reader, model.model)
         writer = WriteBehind(write, depth=QUEUE_CHUNKS, name="score-write")
         try:
-            for chunk in chunks:
+            for chunk, prepared in chunks:
                 scores = None
                 if len(chunk.typed):
-                    scores = score_chunk(chunk.typed, model.model, kb, model.version, explainer)
+                    scores = score_chunk(chunk.typed, model.model, kb, model.version, explainer, prepared)
                 writer.put((chunk.rejects, scores))
                 for observe in observers:
                     observe(chunk, scores)
@@ -179,6 +211,7 @@ def score_file(
             writer.finish()
         finally:
             chunks.close()
+            reader.close()
             writer.abandon()
             scores_writer.close()
             rejects_writer.close()

@@ -102,7 +102,7 @@ def lab_coupling(model: CompiledModel, typed: pd.DataFrame, j: int) -> tuple[np.
     value = typed[lab.name].to_numpy(dtype=float)
     rows = np.flatnonzero(~np.isnan(value))
     # a lab holds a few hundred distinct values: each likelihood is computed once per value
-    distinct, inverse = np.unique(value[rows], return_inverse=True)
+    inverse, distinct = pd.factorize(value[rows])  # hashed, in order of appearance
     g_abn = lab_bin_probability(lab, distinct, True, col.min, col.max)[inverse]
     g_norm = lab_bin_probability(lab, distinct, False, col.min, col.max)[inverse]
     aj = g_abn
