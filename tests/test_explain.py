@@ -39,6 +39,19 @@ def test_baseline_plus_attributions_is_the_calibrated_logit(fitted):
     calibrated = model.calibrator_.transform(model.predict_uncalibrated(rows))[:, :n_cond]
     np.testing.assert_allclose(expit(total), calibrated, rtol=0, atol=1e-12)
     assert np.abs(total).max() > 5  # the check covers confident rows too
+    # and the knowledge base's posterior features, split by their per-field parts
+    assert "posterior" in model.base_.named_steps["features"].named_transformers_
+
+
+def test_posterior_parts_made_a_block_at_a_time_are_the_same(fitted, monkeypatch):
+    import pipeline.learning.explain as explain
+
+    model, rows = fitted
+    whole, baseline = model.attributions(rows)
+    monkeypatch.setattr(explain, "PART_ROWS", 64)
+    blocks, same_baseline = model.attributions(rows)
+    np.testing.assert_allclose(blocks, whole, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(same_baseline, baseline)
 
 
 def test_a_strong_sign_is_cited_up_and_a_blank_never(fitted):

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.learning.families import linear_weights
+from pipeline.world.belief import knowledge_model, posterior_parts
 
 
 class ExplanationUnavailable(ValueError):
@@ -97,8 +98,6 @@ def _posterior(model):
 
 
 def _parts(model, X: pd.DataFrame, settings: dict) -> tuple[np.ndarray, np.ndarray]:
-    from pipeline.world.belief import knowledge_model, posterior_parts
-
     kb_model = knowledge_model(settings["population"], settings["kb_sha256"])
     return posterior_parts(kb_model, X, model.fields_, int(settings["iterations"]))
 
@@ -139,9 +138,12 @@ def logit_attributions(model, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         # The posterior feature of condition k is constant_k + the sum of its per-field parts: each
         # field's part, less its training mean, goes to that field; the rest joins the baseline.
         start, settings = posterior
-        parts, constant = _parts(model, X, settings)
-        w = weights[start : start + parts.shape[1]]  # (posterior features, C)
-        out += np.einsum("nkf,kc->ncf", parts - model.posterior_part_means_, w)
+        w = weights[start : start + model.posterior_part_means_.shape[0]]  # (posterior features, C)
+        for first in range(0, len(X), PART_ROWS):  # parts are rows x conditions x fields: a block at a time
+            parts, _ = _parts(model, X.iloc[first : first + PART_ROWS], settings)
+            parts -= model.posterior_part_means_
+            out[first : first + PART_ROWS] += np.einsum("nkf,kc->ncf", parts, w)
+        constant = knowledge_model(settings["population"], settings["kb_sha256"]).condition_bias
         rest = constant + model.posterior_part_means_.sum(axis=1) - model.feature_means_[start : start + len(w)]
         bias = bias + rest @ w
     slope = model.calibrator_.slope_[:n_cond] if model.calibration in ("sigmoid", "temperature") else np.ones(n_cond)
