@@ -3,7 +3,8 @@ the oracle summed over the forms with 0, 1, ..., TOP or more positive yes/no fin
 
 Noisy-OR findings interact: with several positive findings each condition's posterior depends on
 which other conditions explain them (explaining away), a structure of every order that a logistic
-model with pairwise products only approximates; this table shows how much of the gap sits there.
+model of per-field terms and pairwise products only approximates (the default's knowledge-base
+posterior features carry most of it); this table shows how much of the gap sits there.
 """
 
 from __future__ import annotations
