@@ -20,6 +20,19 @@ import pyarrow as pa
 STOP_POLL_SECONDS = 0.1
 
 
+def blas_on_one_thread():
+    """A context in which numpy's BLAS (OpenBLAS) multiplies on the calling thread only. The scorer's
+    stages already keep both cores busy; BLAS's own threads, woken by every small product (the
+    posterior features' priors, the causes' stack), spun beside them: 1M rows took 17.7-18.0 s of
+    CPU and 9.2-9.4 s instead of 11.2-11.8 s and 6.4-6.7 s (the default model with its posterior
+    features replaced by zeros, two alternating runs each, with OPENBLAS_NUM_THREADS=1 set by
+    hand). It limits the BLAS libraries loaded so far (numpy's, and scipy's, which a model with
+    posterior features loads with the model)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def arrow_memory_returned_promptly() -> None:
     """Arrow on jemalloc where the build has it: chunk after chunk it gives freed memory back (or
     reuses it) more readily than the default allocator, so a scorer's peak memory is what it holds,

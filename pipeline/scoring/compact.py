@@ -113,6 +113,13 @@ class CompactModel:
         if self.weights.shape != (self.n_features, len(self.output_columns_)):
             raise CompactFormError(f"weights of shape {self.weights.shape} do not fit {self.n_features} features")
         self._tables = None  # the per-column tables of the logits, made at the first prediction
+        self._knowledge_posterior = None
+        if any(b.kind == "posterior" for b in self.blocks):
+            # imported with the model, not at the first chunk: it loads scipy's own OpenBLAS, which the
+            # batch scorer then limits to one thread with numpy's (pipeline.scoring.background)
+            from pipeline.world.belief import knowledge_posterior
+
+            self._knowledge_posterior = knowledge_posterior
 
     # ------------------------------------------------------------------------------ file form
 
@@ -167,9 +174,7 @@ class CompactModel:
         block = next((b for b in self.blocks if b.kind == "posterior"), None)
         if block is None:
             return None
-        from pipeline.world.belief import knowledge_posterior
-
-        return knowledge_posterior(typed[list(block.columns)], **dict(block.settings))
+        return self._knowledge_posterior(typed[list(block.columns)], **dict(block.settings))
 
     def features(self, typed: pd.DataFrame) -> np.ndarray:
         """(n, features) float64, C order: the fitted ColumnTransformer's output, bit for bit."""

@@ -28,7 +28,7 @@ from pipeline.contract.schema import Schema
 from pipeline.intake.outputs import CSV_OPTIONS, RejectsWriter, atomic_paths, default_rejects_path, neutralize_formulas
 from pipeline.intake.reader import BLOCK_BYTES
 from pipeline.intake.stream import iter_validated
-from pipeline.scoring.background import ReadAhead, WriteBehind
+from pipeline.scoring.background import ReadAhead, WriteBehind, blas_on_one_thread
 from pipeline.scoring.triage import triage_columns
 
 PROBABILITY_DECIMALS = 6
@@ -179,7 +179,12 @@ def score_file(
         from tqdm import tqdm
 
         bar = tqdm(unit=" rows", unit_scale=True, desc="score", file=sys.stderr)
-    with sigterm_as_interrupt(), atomic_paths(*targets) as temps, tempfile.TemporaryDirectory() as spool:
+    with (
+        sigterm_as_interrupt(),
+        blas_on_one_thread(),
+        atomic_paths(*targets) as temps,
+        tempfile.TemporaryDirectory() as spool,
+    ):
         tmp_out, tmp_rej = (Path(spool) / "scores.csv" if to_stream else temps[0]), temps[-1]
         out_schema = scores_arrow_schema(schema, explain=explainer is not None)
         scores_writer = pacsv.CSVWriter(tmp_out, out_schema, write_options=CSV_OPTIONS)
