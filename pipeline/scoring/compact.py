@@ -113,10 +113,8 @@ class CompactModel:
         if self.weights.shape != (self.n_features, len(self.output_columns_)):
             raise CompactFormError(f"weights of shape {self.weights.shape} do not fit {self.n_features} features")
         self._tables = None  # the per-column tables of the logits, made at the first prediction
-        self._knowledge_posterior = None
-        if any(b.kind == "posterior" for b in self.blocks):
-            # imported with the model, not at the first chunk: it loads scipy's own OpenBLAS, which the
-            # batch scorer then limits to one thread with numpy's (pipeline.scoring.background)
+        self._knowledge_posterior = None  # imported with the model, so that the batch scorer limits the
+        if self.needs_preparing:  # OpenBLAS of scipy it loads to one thread too (scoring.background)
             from pipeline.world.belief import knowledge_posterior
 
             self._knowledge_posterior = knowledge_posterior
@@ -241,8 +239,7 @@ class CompactModel:
 
     @property
     def needs_preparing(self) -> bool:
-        """Whether `prepare` does any work (a posterior block): the batch scorer then runs it in a
-        thread of its own, a chunk ahead of the rest of scoring."""
+        """Whether `prepare` does any work (a posterior block): the batch scorer then runs it a chunk ahead."""
         return any(b.kind == "posterior" for b in self.blocks)
 
     def prepare(self, typed: pd.DataFrame) -> np.ndarray | None:
