@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -484,8 +485,6 @@ def test_posterior_features_made_a_chunk_ahead_give_the_same_scores(quick_model,
     """The default's family has the knowledge base's posterior features, which the batch scorer makes
     in a thread of its own, a chunk ahead: over many small chunks the scores are those of scoring
     each row in one go; a failure there reaches the caller as itself and leaves no output."""
-    from types import SimpleNamespace
-
     from pipeline.scoring.compact import CompactModel
 
     compact = CompactModel.load(quick_model.compact_form().save(tmp_path / "scoring.npz"))
@@ -518,3 +517,36 @@ def _csv_bytes(table) -> bytes:
     buf = io.BytesIO()
     pacsv.write_csv(table, buf, write_options=CSV_OPTIONS)
     return buf.getvalue()
+
+
+def test_a_failure_while_the_input_stalls_leaves_no_stage_behind(monkeypatch):
+    """Scoring fails on the first chunk while the reader waits on an input that stalls for longer
+    than a stage's close timeout (here 0.5 s instead of 10 s): once the input moves again every
+    stage ends (a prepare thread once waited for good on a reader that had stopped without a last
+    item, because it was told to stop after the reader)."""
+    import threading
+
+    from pipeline.scoring.background import ReadAhead
+    from pipeline.scoring.score import _close_stages, _prepared
+
+    monkeypatch.setattr(ReadAhead.close, "__defaults__", (0.5,))
+
+    def stalling():
+        yield SimpleNamespace(typed=[1])
+        time.sleep(1.5)  # a pipe that delivers nothing for a while
+        yield SimpleNamespace(typed=[2])
+
+    model = SimpleNamespace(needs_preparing=True, prepare=lambda typed: typed)
+    reader = ReadAhead(stalling(), depth=1, name="score-read")
+    chunks = _prepared(reader, model)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError):
+        try:
+            for _chunk, _prepared_features in chunks:
+                raise RuntimeError("scoring failed")
+        finally:
+            _close_stages(reader, chunks)
+    took = time.monotonic() - start
+    time.sleep(2.0)  # the input moves again after 1.5 s; the stages poll for a stop every 0.1 s
+    assert took < 5, took
+    assert [t.name for t in threading.enumerate() if t.name.startswith("score-")] == []

@@ -74,13 +74,22 @@ class ReadAhead:
 
     def __iter__(self) -> Iterator:
         while True:
-            kind, value = self._queue.get()
+            try:  # polled, so that a consumer in another thread (a chained ReadAhead) ends when this stops
+                kind, value = self._queue.get(timeout=STOP_POLL_SECONDS)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
             if kind == "item":
                 yield value
             elif kind == "done":
                 return
             else:
                 raise value
+
+    def stop(self) -> None:
+        """Ask the thread to stop (without waiting: see `close`); iterating then ends too."""
+        self._stop.set()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop reading ahead (an unfinished item is dropped) and wait for the thread."""

@@ -129,6 +129,15 @@ def _prepared(chunks: ReadAhead, model) -> ReadAhead:
     return ReadAhead(prepare(), depth=QUEUE_CHUNKS, name="score-prepare")
 
 
+def _close_stages(reader: ReadAhead, chunks) -> None:
+    """Stop the reading (and preparing) threads. The reader is told first: a prepare thread waiting
+    for the reader's next chunk then ends at once too (told second, it once waited for good on a
+    reader that had stopped without a last item)."""
+    reader.stop()
+    chunks.close()
+    reader.close()
+
+
 class _Paired:
     """Each chunk with None (nothing prepared), closed as the chunks are."""
 
@@ -215,8 +224,7 @@ def score_file(
                     bar.update(chunk.rows_read)
             writer.finish()
         finally:
-            chunks.close()
-            reader.close()
+            _close_stages(reader, chunks)
             writer.abandon()
             scores_writer.close()
             rejects_writer.close()

@@ -27,6 +27,7 @@ finding's or a lab's messages), which `posterior_parts` returns for exact explan
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,12 +93,12 @@ class _Tables:
     counts: np.ndarray  # how many conditions each factor has
 
 
-_TABLES: dict[int, tuple[CompiledModel, _Tables]] = {}
+_TABLES: dict[int, tuple[weakref.ref, _Tables]] = {}  # by id; the weak reference tells a reused id apart
 
 
 def _tables(model: CompiledModel) -> _Tables:
     known = _TABLES.get(id(model))
-    if known is not None and known[0] is model:
+    if known is not None and known[0]() is model:
         return known[1]
     link = np.concatenate([model.finding_link, model.lab_link], axis=1)
     parents = tuple(np.flatnonzero(link[:, j] > 0) for j in range(link.shape[1]))
@@ -119,7 +120,7 @@ def _tables(model: CompiledModel) -> _Tables:
         starts=np.cumsum(counts) - counts,
         counts=counts,
     )
-    _TABLES[id(model)] = (model, tables)
+    _TABLES[id(model)] = (weakref.ref(model), tables)
     return tables
 
 
