@@ -3,7 +3,8 @@
 At registration (pipeline.tracking.model_logging) a logistic CauseModel is also written in this
 form beside the MLflow pyfunc, after checking that it reproduces the model's probabilities. The
 batch scorer loads it with numpy and scipy's sparse matrices alone (no MLflow, skops, scikit-learn
-or scipy.special), so a small file scores in about the time it takes to import pandas and pyarrow.
+or scipy.special; a model with posterior features also loads pipeline.world.belief, the knowledge
+base and scipy.special), so a small file scores in about the time it takes to import pandas and pyarrow.
 The pyfunc stays the source of truth; `score --explain` and other families use the full model.
 
 Every step repeats the fitted pipeline's arithmetic in the same order and on arrays of the same
@@ -113,9 +114,9 @@ class CompactModel:
         if self.weights.shape != (self.n_features, len(self.output_columns_)):
             raise CompactFormError(f"weights of shape {self.weights.shape} do not fit {self.n_features} features")
         self._tables = None  # the per-column tables of the logits, made at the first prediction
-        self._knowledge_posterior = None  # imported with the model, so that the batch scorer limits the
-        if self.needs_preparing:  # OpenBLAS of scipy it loads to one thread too (scoring.background)
-            from pipeline.world.belief import knowledge_posterior
+        self._posterior_block = next((b for b in self.blocks if b.kind == "posterior"), None)
+        if self._posterior_block is not None:  # imported with the model, so that the batch scorer limits
+            from pipeline.world.belief import knowledge_posterior  # the OpenBLAS of scipy it loads too
 
             self._knowledge_posterior = knowledge_posterior
 
@@ -169,10 +170,10 @@ class CompactModel:
 
     def _posterior(self, typed: pd.DataFrame) -> np.ndarray | None:
         """The posterior block's features (pipeline.world.belief, the fitted pipeline's function), or None."""
-        block = next((b for b in self.blocks if b.kind == "posterior"), None)
+        block = self._posterior_block
         if block is None:
             return None
-        return self._knowledge_posterior(typed[list(block.columns)], **dict(block.settings))
+        return self._knowledge_posterior(typed, **dict(block.settings))  # it reads its columns by name
 
     def features(self, typed: pd.DataFrame) -> np.ndarray:
         """(n, features) float64, C order: the fitted ColumnTransformer's output, bit for bit."""
@@ -240,7 +241,7 @@ class CompactModel:
     @property
     def needs_preparing(self) -> bool:
         """Whether `prepare` does any work (a posterior block): the batch scorer then runs it a chunk ahead."""
-        return any(b.kind == "posterior" for b in self.blocks)
+        return self._posterior_block is not None
 
     def prepare(self, typed: pd.DataFrame) -> np.ndarray | None:
         """What scoring `typed` needs beyond its columns (the posterior block's features), or None;

@@ -32,16 +32,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from pipeline.contract.knowledge import AGE_CENTER, AGE_FACTOR, AGE_PER
 from pipeline.world.evidence import finding_states, lab_coupling, parent_codes
 from pipeline.world.network import CompiledModel
 
 ITERATIONS = 3
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 def _log_ratio(a: np.ndarray, b: np.ndarray, p: np.ndarray, others: np.ndarray | float) -> np.ndarray:
@@ -68,7 +65,7 @@ def expected_parent_features(model: CompiledModel, typed: pd.DataFrame) -> np.nd
         if var.kind == "risk":
             w = model.risk_weights[:, var.risk_index]
             used = np.flatnonzero(w)  # the few features this risk factor depends on
-            share = _expit(x[np.ix_(rows, used)] @ w[used] + model.risk_bias[var.risk_index])
+            share = expit(x[np.ix_(rows, used)] @ w[used] + model.risk_bias[var.risk_index])
             x[rows, var.feature_index[1]] = share
         else:
             shares = np.exp(var.log_prior)
@@ -178,7 +175,7 @@ class _Graph:
         with np.errstate(over="ignore"):  # exp(-q) of a very negative logit: q is then 0, as it should
             for _ in range(iterations):
                 total = base + np.bincount(self.slot, weights=msg, minlength=len(base))
-                q = _expit(total[self.slot] - msg)
+                q = expit(total[self.slot] - msg)
                 log_term = np.log1p(-q * self.p)  # log(1 - q + q (1 - p))
                 others = np.exp(np.bincount(self.pair, weights=log_term, minlength=self.n_pairs)[self.pair] - log_term)
                 msg = _log_ratio(self.a, self.b, self.p, others)

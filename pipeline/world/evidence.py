@@ -215,8 +215,7 @@ class _Evidence(_Findings):
     log_omega: np.ndarray | None = None  # (P,) log P(completion, observed parents), max 0 within a row
 
 
-def finding_evidence(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
-    """What a chunk's findings and labs show, for any number of positive findings (no limit)."""
+def _findings(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
     states = finding_states(model, typed)
     log_one_minus = np.log1p(-np.minimum(model.finding_link, 1 - 1e-16))  # (C, B)
     negative = np.nan_to_num(states == 0).astype(float)
@@ -224,19 +223,14 @@ def finding_evidence(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
     a, b, used = _coupling_factors(model, typed, states)
     link = np.concatenate([model.finding_link, model.lab_link], axis=1)
     w = w * _fold_single_parent_factors(link, a, b, used)
-    return _Findings(w, a, b, used, link)
-
-
-def _findings(model: CompiledModel, typed: pd.DataFrame) -> _Findings:
-    f = finding_evidence(model, typed)
-    k_row = f.k_row
+    k_row = used.sum(axis=1)
     if k_row.max(initial=0) > MAX_COUPLING:
         worst = int(np.argmax(k_row))
         raise OracleLimitError(
             f"row {typed.index[worst]} has {k_row[worst]} positive findings and labs; "
             f"the exact oracle expands at most {MAX_COUPLING}"
         )
-    return f
+    return _Findings(w, a, b, used, link)
 
 
 def _evidence(model: CompiledModel, typed: pd.DataFrame) -> _Evidence:
