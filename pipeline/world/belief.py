@@ -51,14 +51,21 @@ def expected_parent_features(model: CompiledModel, typed: pd.DataFrame) -> np.nd
     """(n, F) the knowledge base's person and risk-factor features, a blank one at its expectation.
 
     A blank root field takes its population shares; a blank risk factor its logistic probability
-    given the (expected) features before it, in the knowledge base's order.
+    given the (expected) features before it, in the knowledge base's order. Column-major: it is
+    filled column by column.
     """
-    codes = parent_codes(model, typed)
-    x = np.zeros((len(typed), len(model.feature_names)), order="F")  # filled column by column
+    x = np.zeros((len(typed), len(model.feature_names)), order="F")
     x[:, model.feature_names.index(AGE_FACTOR)] = (typed["age"].to_numpy(dtype=float) - AGE_CENTER) / AGE_PER
     for v, var in enumerate(model.parent_vars):
-        blank = codes[:, v] < 0
-        model.set_features(x, v, codes[:, v])  # a blank (-1) sets no level
+        off, on = var.feature_index if len(var.feature_index) == 2 else (0, -1)
+        if var.kind in ("yes_no", "risk") and off < 0:  # validated to 0, 1 or blank: the value is its feature
+            value = typed[var.name].to_numpy(dtype=float)
+            blank = np.isnan(value)
+            x[:, on] = value
+        else:
+            codes = parent_codes(model, typed, [v])[:, 0]
+            blank = codes < 0
+            model.set_features(x, v, codes)  # a blank (-1) sets no level
         if not blank.any():
             continue
         rows = np.flatnonzero(blank)
@@ -76,18 +83,25 @@ def expected_parent_features(model: CompiledModel, typed: pd.DataFrame) -> np.nd
 
 
 @dataclass(frozen=True)
+class _Arity:
+    """The factors of k conditions: their ids, and per factor its conditions and links (m, k)."""
+
+    factors: np.ndarray  # (m,)
+    parents: np.ndarray  # (m, k)
+    links: np.ndarray  # (m, k)
+
+
+@dataclass(frozen=True)
 class _Tables:
     """What every chunk's graph reads from the knowledge base, made once per compiled model."""
 
     link: np.ndarray  # (C, J) the factors' links: the yes/no findings, then the condition-driven labs
-    log_one_minus: np.ndarray  # (C, B) log(1 - p) of each finding's links (a negative finding)
     single_finding: np.ndarray  # (B, C) a positive finding of one condition: its constant message
-    multi_findings: np.ndarray  # the findings of two conditions or more
+    finding_base: np.ndarray  # (2B, C) a negative finding's log(1 - p) rows, then `single_finding`
     finding_b: np.ndarray  # (B,) b of a positive finding's factor, -(1 - leak) (a is 1)
     parents: tuple[np.ndarray, ...]  # per factor, its conditions
-    flat: np.ndarray  # the factors' conditions, one list after another
-    starts: np.ndarray  # where each factor's list starts in `flat`
-    counts: np.ndarray  # how many conditions each factor has
+    arities: dict[int, _Arity]  # the factors of two conditions or more, by their number of conditions
+    finding_arities: dict[int, np.ndarray]  # of those, the findings (their ids), by number of conditions
 
 
 _TABLES: dict[int, tuple[weakref.ref, _Tables]] = {}  # by id; the weak reference tells a reused id apart
@@ -106,43 +120,63 @@ def _tables(model: CompiledModel) -> _Tables:
     for j in np.flatnonzero(counts[:n_b] == 1):
         c = parents[j][0]
         single[j, c] = _log_ratio(np.ones(1), finding_b[j : j + 1], link[c, j], 1.0)[0]
+    log_one_minus = np.log1p(-np.minimum(model.finding_link, 1 - 1e-16))  # (C, B)
+    arities = {}
+    for k in np.unique(counts[counts >= 2]):
+        factors = np.flatnonzero(counts == k)
+        members = np.array([parents[j] for j in factors])
+        arities[int(k)] = _Arity(factors, members, link[members, factors[:, None]])
     tables = _Tables(
         link=link,
-        log_one_minus=np.log1p(-np.minimum(model.finding_link, 1 - 1e-16)),
         single_finding=single,
-        multi_findings=np.flatnonzero(counts[:n_b] >= 2),
+        finding_base=np.concatenate([log_one_minus.T, single]),
         finding_b=finding_b,
         parents=parents,
-        flat=np.concatenate(parents),
-        starts=np.cumsum(counts) - counts,
-        counts=counts,
+        arities=arities,
+        finding_arities={k: a.factors[a.factors < n_b] for k, a in arities.items()},
     )
     _TABLES[id(model)] = (weakref.ref(model), tables)
     return tables
 
 
+@dataclass
+class _Group:
+    """The (row, factor) pairs of one chunk whose factor has k conditions: P pairs, P x k edges."""
+
+    edges: slice  # their place in the chunk's flat edge arrays (pair by pair, condition by condition)
+    slot: np.ndarray  # (P, k) each edge's place in a flat (n, C) array
+    p: np.ndarray  # (P, k) the edges' links
+    a: np.ndarray  # (P, 1) the factor's a (1 for a finding; a lab's depends on its value)
+    b: np.ndarray  # (P, 1)
+
+
 class _Graph:
     """One chunk's factor graph: priors and the factors of one condition folded into `base`, and
-    the edges of the factors of several conditions (one per row, factor and condition)."""
+    the edges of the factors of several conditions (one per row, factor and condition), grouped by
+    the factor's number of conditions so that each group's messages are (pairs, k) arrays."""
 
     def __init__(self, model: CompiledModel, typed: pd.DataFrame):
         n, n_c = len(typed), model.n_conditions
         self.shape = (n, n_c)
         tables = _tables(model)
         self.x = expected_parent_features(model, typed)
-        self.prior = self.x @ model.condition_weights + model.condition_bias  # (n, C)
         states = finding_states(model, typed)
-        self.negative = (states == 0).astype(float)  # (n, B); a blank is neither
-        positive = states == 1
-        self.positive = positive.astype(float)
-        self.base = self.prior + self.negative @ tables.log_one_minus.T + self.positive @ tables.single_finding
-        rows, factors = np.nonzero(positive[:, tables.multi_findings])
-        factors = tables.multi_findings[factors]
-        all_rows, all_factors = [rows], [factors]
-        all_a, all_b = [np.ones(len(rows))], [tables.finding_b[factors]]
+        n_b = states.shape[1]
+        signs = np.empty((n, 2 * n_b), order="F")  # a negative finding, then a positive one (a blank is neither)
+        np.equal(states, 0.0, out=signs[:, :n_b])
+        np.equal(states, 1.0, out=signs[:, n_b:])
+        self.negative, self.positive = signs[:, :n_b], signs[:, n_b:]
+        self.base = self.x @ model.condition_weights
+        self.base += model.condition_bias
+        self.base += signs @ tables.finding_base
+        pairs: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}  # rows, factors, a, b
+        for k, findings in tables.finding_arities.items():
+            rows, which = np.nonzero(self.positive[:, findings])
+            factors = findings[which]
+            pairs.setdefault(k, []).append((rows, factors, np.ones(len(rows)), tables.finding_b[factors]))
         self.single_labs = []  # (factor, rows, constant message, condition) of the labs of one condition
         for j in range(len(model.labs)):
-            factor = len(model.findings) + j
+            factor = n_b + j
             parents = tables.parents[factor]
             if len(parents) == 0:
                 continue
@@ -152,21 +186,30 @@ class _Graph:
                 self.base[lab_rows, parents[0]] += fixed
                 self.single_labs.append((factor, lab_rows, fixed, parents[0]))
             else:
-                all_rows.append(lab_rows)
-                all_factors.append(np.full(len(lab_rows), factor))
-                all_a.append(a)
-                all_b.append(b)
-        rows, factors = np.concatenate(all_rows), np.concatenate(all_factors)
-        per = tables.counts[factors]
-        self.pair = np.repeat(np.arange(len(rows)), per)  # each edge's (row, factor) pair
-        offset = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
-        condition = tables.flat[tables.starts[factors][self.pair] + offset]
-        self.slot = rows[self.pair] * n_c + condition  # each edge's place in a flat (n, C) array
-        self.factor = factors[self.pair]
-        self.p = tables.link[condition, self.factor]
-        self.a = np.concatenate(all_a)[self.pair]
-        self.b = np.concatenate(all_b)[self.pair]
-        self.n_pairs = len(rows)
+                pairs.setdefault(len(parents), []).append((lab_rows, np.full(len(lab_rows), factor), a, b))
+        self.groups: list[_Group] = []
+        slots, factor_ids, start = [], [], 0
+        for k, parts in sorted(pairs.items()):
+            rows, factors, a, b = (np.concatenate(x) for x in zip(*parts, strict=True))
+            at = np.searchsorted(tables.arities[k].factors, factors)  # each pair's factor in its arity table
+            slot = rows[:, None] * n_c + tables.arities[k].parents[at]
+            group = _Group(slice(start, start + slot.size), slot, tables.arities[k].links[at], a[:, None], b[:, None])
+            self.groups.append(group)
+            slots.append(slot.ravel())
+            factor_ids.append(np.repeat(factors, k))
+            start += slot.size
+        self.slot = np.concatenate(slots) if slots else np.zeros(0, dtype=np.int64)
+        self.factor = np.concatenate(factor_ids) if factor_ids else np.zeros(0, dtype=np.int64)
+
+    @property
+    def pair(self) -> np.ndarray:
+        """Each edge's (row, factor) pair, numbered across the groups."""
+        out, first = [], 0
+        for g in self.groups:
+            count, k = g.slot.shape
+            out.append(np.repeat(np.arange(first, first + count), k))
+            first += count
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def messages(self, iterations: int) -> np.ndarray:
         """Each edge's factor-to-condition message (a log ratio) after `iterations` rounds."""
@@ -175,10 +218,18 @@ class _Graph:
         with np.errstate(over="ignore"):  # exp(-q) of a very negative logit: q is then 0, as it should
             for _ in range(iterations):
                 total = base + np.bincount(self.slot, weights=msg, minlength=len(base))
-                q = expit(total[self.slot] - msg)
-                log_term = np.log1p(-q * self.p)  # log(1 - q + q (1 - p))
-                others = np.exp(np.bincount(self.pair, weights=log_term, minlength=self.n_pairs)[self.pair] - log_term)
-                msg = _log_ratio(self.a, self.b, self.p, others)
+                new = np.empty_like(msg)
+                for g in self.groups:
+                    term = total[g.slot]
+                    term -= msg[g.edges].reshape(g.slot.shape)
+                    expit(term, out=term)  # q, the condition's belief without this factor's message
+                    term *= g.p
+                    np.subtract(1.0, term, out=term)  # 1 - q p = 1 - q + q (1 - p)
+                    # the product over the factor's other conditions: of two, the other one; else all over
+                    # this one (1 - q p > 0: the knowledge base refuses a link of 1)
+                    others = term[:, ::-1] if term.shape[1] == 2 else np.prod(term, axis=1, keepdims=True) / term
+                    new[g.edges] = _log_ratio(g.a, g.b, g.p, others).ravel()
+                msg = new
         return msg
 
     def logits(self, msg: np.ndarray) -> np.ndarray:
@@ -229,7 +280,7 @@ def posterior_parts(
         pick = feature_field == field
         parts[:, :, field] += graph.x[:, pick] @ model.condition_weights[pick]
     for j, finding in enumerate(model.findings):
-        terms = graph.negative[:, j, None] * tables.log_one_minus[None, :, j]
+        terms = graph.negative[:, j, None] * tables.finding_base[None, j]
         terms += graph.positive[:, j, None] * tables.single_finding[None, j]
         parts[:, :, index[finding.field]] += terms
     factor_field = np.array([index[f.field] for f in model.findings] + [index[lab.name] for lab in model.labs])

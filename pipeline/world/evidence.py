@@ -24,9 +24,9 @@ class OracleLimitError(RuntimeError):
 
 
 def finding_states(model: CompiledModel, typed: pd.DataFrame) -> np.ndarray:
-    """(n, B) array of each yes/no finding: 1 present, 0 absent, NaN blank."""
+    """(n, B) array of each yes/no finding: 1 present, 0 absent, NaN blank (column-major)."""
     schema = model.kb.schema
-    out = np.full((len(typed), len(model.findings)), np.nan)
+    out = np.full((len(typed), len(model.findings)), np.nan, order="F")
     for j, f in enumerate(model.findings):
         col = schema.column(f.field)
         if col.kind == "category":
@@ -41,10 +41,11 @@ def finding_states(model: CompiledModel, typed: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def parent_codes(model: CompiledModel, typed: pd.DataFrame) -> np.ndarray:
-    """(n, V) codes of the person fields and risk factors, -1 where blank."""
-    codes = np.full((len(typed), len(model.parent_vars)), -1, dtype=np.int64)
-    for v, var in enumerate(model.parent_vars):
+def parent_codes(model: CompiledModel, typed: pd.DataFrame, which: list[int] | None = None) -> np.ndarray:
+    """(n, V) codes of the person fields and risk factors (or of the variables `which`), -1 where blank."""
+    which = range(len(model.parent_vars)) if which is None else which
+    codes = np.full((len(typed), len(which)), -1, dtype=np.int64)
+    for v, var in enumerate(model.parent_vars[i] for i in which):
         col = typed[var.name]
         if var.kind == "category":
             codes[:, v] = col.cat.codes.to_numpy()
