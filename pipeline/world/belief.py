@@ -153,25 +153,34 @@ class _Group:
 class _Graph:
     """One chunk's factor graph: priors and the factors of one condition folded into `base`, and
     the edges of the factors of several conditions (one per row, factor and condition), grouped by
-    the factor's number of conditions so that each group's messages are (pairs, k) arrays."""
+    the factor's number of conditions so that each group's messages are (pairs, k) arrays.
 
-    def __init__(self, model: CompiledModel, typed: pd.DataFrame):
+    With `keep` (for `posterior_parts`) it keeps what the parts are made of: the prior's features
+    `x`, the `negative` and `positive` findings and each edge's `factor`; without, they are let go
+    before the messages, whose temporaries then take their place (a scorer's peak memory)."""
+
+    def __init__(self, model: CompiledModel, typed: pd.DataFrame, keep: bool = False):
         n, n_c = len(typed), model.n_conditions
         self.shape = (n, n_c)
         tables = _tables(model)
-        self.x = expected_parent_features(model, typed)
+        x = expected_parent_features(model, typed)
+        self.base = x @ model.condition_weights
+        self.base += model.condition_bias
         states = finding_states(model, typed)
         n_b = states.shape[1]
         signs = np.empty((n, 2 * n_b), order="F")  # a negative finding, then a positive one (a blank is neither)
         np.equal(states, 0.0, out=signs[:, :n_b])
         np.equal(states, 1.0, out=signs[:, n_b:])
-        self.negative, self.positive = signs[:, :n_b], signs[:, n_b:]
-        self.base = self.x @ model.condition_weights
-        self.base += model.condition_bias
+        del states
         self.base += signs @ tables.finding_base
+        if keep:
+            self.x, self.negative, self.positive = x, signs[:, :n_b], signs[:, n_b:]
+        del x
+        positive = signs[:, n_b:] == 1.0
+        del signs
         pairs: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}  # rows, factors, a, b
         for k, findings in tables.finding_arities.items():
-            rows, which = np.nonzero(self.positive[:, findings])
+            rows, which = np.nonzero(positive[:, findings])
             factors = findings[which]
             pairs.setdefault(k, []).append((rows, factors, np.ones(len(rows)), tables.finding_b[factors]))
         self.single_labs = []  # (factor, rows, constant message, condition) of the labs of one condition
@@ -196,10 +205,12 @@ class _Graph:
             group = _Group(slice(start, start + slot.size), slot, tables.arities[k].links[at], a[:, None], b[:, None])
             self.groups.append(group)
             slots.append(slot.ravel())
-            factor_ids.append(np.repeat(factors, k))
+            if keep:
+                factor_ids.append(np.repeat(factors, k))
             start += slot.size
         self.slot = np.concatenate(slots) if slots else np.zeros(0, dtype=np.int64)
-        self.factor = np.concatenate(factor_ids) if factor_ids else np.zeros(0, dtype=np.int64)
+        if keep:
+            self.factor = np.concatenate(factor_ids) if factor_ids else np.zeros(0, dtype=np.int64)
 
     @property
     def pair(self) -> np.ndarray:
@@ -272,7 +283,7 @@ def posterior_parts(
     parts = np.zeros((n, n_c, len(fields)))
     if n == 0:
         return parts, model.condition_bias.copy()
-    graph = _Graph(model, typed)
+    graph = _Graph(model, typed, keep=True)
     tables = _tables(model)
     index = {f: i for i, f in enumerate(fields)}
     feature_field = _field_of_features(model, fields)
