@@ -72,6 +72,11 @@ class ColumnTables:
             self.left = np.array([index[a] for a, _ in pairs])
             self.right = np.array([index[b] for _, b in pairs])
             self.pair_weights = model.weights[self.products.at : self.products.at + self.products.block.width]
+            # each ordered pair of fields' product column, -1 for none (None: a pair is listed twice)
+            self.pair_at = np.full((len(self.pair_fields),) * 2, -1)
+            self.pair_at[self.left, self.right] = np.arange(len(pairs))
+            if len({frozenset(pair) for pair in pairs}) < len(pairs) or (self.left == self.right).any():
+                self.pair_at = None
             # fields checked for yes/no values by `logits` (they have a table), and the others' places
             self.pair_tabled = [name for name in self.pair_fields if name in self.numeric]
             self.pair_untabled = [k for k, name in enumerate(self.pair_fields) if name not in self.numeric]
@@ -179,7 +184,8 @@ class ColumnTables:
         logits = pick @ np.vstack(tables)
         if self.products is not None:
             logits += self._pair_products(values, n, yes_no) @ self.pair_weights
-        return logits + self.model.bias
+        logits += self.model.bias
+        return logits
 
     def _pair_products(self, values: dict[str, np.ndarray], n: int, yes_no: set[str]) -> sparse.csr_array:
         """(n, pairs) products of the yes/no pairs, sparse: a blank counts as no
@@ -190,7 +196,10 @@ class ColumnTables:
         if binary and self.pair_untabled:
             rest = [fields[k] for k in self.pair_untabled]
             binary = all(bool(np.all((v == 1.0) | (v == 0.0) | np.isnan(v))) for v in rest)
-        if binary:  # as validation makes them: then 1 x 1 is the only 1 (no float copy of the fields needed)
+        if binary and self.pair_at is not None:  # as validation makes them: then 1 x 1 is the only 1
+            rows, pairs = yes_pairs(np.column_stack([v == 1.0 for v in fields]), self.pair_at, len(self.left))
+            products = np.ones(len(rows))
+        elif binary:
             yes = np.column_stack([v == 1.0 for v in fields])
             rows, pairs = np.nonzero(yes[:, self.left] & yes[:, self.right])
             products = np.ones(len(rows))
@@ -201,3 +210,24 @@ class ColumnTables:
             products = product[rows, pairs]
         starts = np.searchsorted(rows, np.arange(n + 1))  # np.nonzero lists the rows in order
         return sparse.csr_array((products, pairs, starts), shape=(n, len(self.left)))
+
+
+def yes_pairs(yes: np.ndarray, pair_at: np.ndarray, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, pairs) where both fields of a product pair are "yes" (`yes`: rows x fields; `pair_at`:
+    fields x fields, each ordered pair's product column or -1), by row and then pair, as np.nonzero
+    of the dense (rows, pairs) table lists them, without making it: a form has about four "yes"
+    among the pair fields, and few of their pairs are the model's."""
+    rows, fields = np.nonzero(yes)  # by row, fields in order within a row
+    found_rows, found_pairs = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    for d in range(1, yes.shape[1]):  # each row's yes fields with the one d places later
+        i = np.flatnonzero(rows[d:] == rows[:-d])
+        if len(i) == 0:  # no row has more than d "yes"
+            break
+        a, b = fields[i], fields[i + d]
+        for pair in (pair_at[a, b], pair_at[b, a]):
+            hit = pair >= 0
+            found_rows.append(rows[i[hit]])
+            found_pairs.append(pair[hit])
+    key = np.concatenate(found_rows).astype(np.int64) * n_pairs + np.concatenate(found_pairs)
+    key.sort()
+    return np.divmod(key, n_pairs)

@@ -1,0 +1,47 @@
+"""The compact scorer's yes/no pair products found row by row (pipeline.scoring.column_tables):
+the same (row, pair) list, in the same order, as the dense table the scorer made before."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.scoring.column_tables import yes_pairs
+
+
+@st.composite
+def forms_and_pairs(draw):
+    n_fields = draw(st.integers(2, 12))
+    every = [(a, b) for a in range(n_fields) for b in range(a + 1, n_fields)]
+    chosen = draw(st.lists(st.sampled_from(every), min_size=1, max_size=len(every), unique=True))
+    flipped = draw(st.lists(st.booleans(), min_size=len(chosen), max_size=len(chosen)))
+    pairs = [(b, a) if flip else (a, b) for (a, b), flip in zip(chosen, flipped, strict=True)]  # either order
+    n_rows = draw(st.integers(0, 40))
+    yes = np.array(draw(st.lists(st.booleans(), min_size=n_rows * n_fields, max_size=n_rows * n_fields)), dtype=bool)
+    return yes.reshape(n_rows, n_fields), pairs
+
+
+@settings(max_examples=300, deadline=None)
+@given(forms_and_pairs())
+def test_yes_pairs_are_the_dense_tables_nonzeros(case):
+    yes, pairs = case
+    left, right = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    pair_at = np.full((yes.shape[1],) * 2, -1)
+    pair_at[left, right] = np.arange(len(pairs))
+    rows, found = yes_pairs(yes, pair_at, len(pairs))
+    expected_rows, expected_pairs = np.nonzero(yes[:, left] & yes[:, right])
+    np.testing.assert_array_equal(rows, expected_rows)
+    np.testing.assert_array_equal(found, expected_pairs)
+
+
+def test_a_form_with_every_field_yes():
+    """Every pair of every row: the longest runs of "yes" a form can have."""
+    yes = np.ones((3, 5), dtype=bool)
+    pairs = [(0, 4), (3, 1), (2, 3)]
+    pair_at = np.full((5, 5), -1)
+    for k, (a, b) in enumerate(pairs):
+        pair_at[a, b] = k
+    rows, found = yes_pairs(yes, pair_at, len(pairs))
+    np.testing.assert_array_equal(rows, np.repeat([0, 1, 2], 3))
+    np.testing.assert_array_equal(found, np.tile([0, 1, 2], 3))
