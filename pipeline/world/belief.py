@@ -126,10 +126,11 @@ def _tables(model: CompiledModel) -> _Tables:
         factors = np.flatnonzero(counts == k)
         members = np.array([parents[j] for j in factors])
         arities[int(k)] = _Arity(factors, members, link[members, factors[:, None]])
+    finding_base = np.concatenate([log_one_minus.T, single])
     tables = _Tables(
         link=link,
-        single_finding=single,
-        finding_base=np.concatenate([log_one_minus.T, single]),
+        single_finding=finding_base[n_b:],  # a view: the same rows
+        finding_base=finding_base,
         finding_b=finding_b,
         parents=parents,
         arities=arities,
