@@ -26,8 +26,7 @@ def blas_on_one_thread():
     posterior features' priors, the causes' stack), spun beside them: 1M rows took 17.7-18.0 s of
     CPU and 9.2-9.4 s instead of 11.2-11.8 s and 6.4-6.7 s (the default model with its posterior
     features replaced by zeros, two alternating runs each, with OPENBLAS_NUM_THREADS=1 set by
-    hand). It limits the BLAS libraries loaded so far (numpy's, and scipy's, which a model with
-    posterior features loads with the model)."""
+    hand). It limits the BLAS libraries loaded so far: numpy's (the scorer imports no scipy)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")

@@ -2,9 +2,9 @@
 
 At registration (pipeline.tracking.model_logging) a logistic CauseModel is also written in this
 form beside the MLflow pyfunc, after checking that it reproduces the model's probabilities. The
-batch scorer loads it with numpy and scipy's sparse matrices alone (no MLflow, skops, scikit-learn
-or scipy.special; a model with posterior features also loads pipeline.world.belief, the knowledge
-base and scipy.special), so a small file scores in about the time it takes to import pandas and pyarrow.
+batch scorer loads it with numpy alone (no MLflow, skops, scikit-learn or scipy; a model with
+posterior features also loads pipeline.world.belief and the knowledge base), so a small file
+scores in about the time it takes to import pandas and pyarrow.
 The pyfunc stays the source of truth; `score --explain` and other families use the full model.
 
 Every step repeats the fitted pipeline's arithmetic in the same order and on arrays of the same
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.scoring.column_tables import ColumnTables
+from pipeline.world.special import expit as _expit
 
 FORMAT = "leg-fatigue-compact-scoring"
 BLOCK_ROWS = 1024  # rows whose features are made and multiplied at once
@@ -116,7 +117,7 @@ class CompactModel:
         self._tables = None  # the per-column tables of the logits, made at the first prediction
         self._posterior_block = next((b for b in self.blocks if b.kind == "posterior"), None)
         if self._posterior_block is not None:  # imported with the model, so that the batch scorer limits
-            from pipeline.world.belief import knowledge_posterior  # the OpenBLAS of scipy it loads too
+            from pipeline.world.belief import knowledge_posterior  # at load, as the batch scorer expects
 
             self._knowledge_posterior = knowledge_posterior
 
@@ -304,16 +305,6 @@ class CompactModel:
             low, high = conditions.max(axis=1), np.minimum(1.0, conditions.sum(axis=1))
             p[:, n_cond + g] = np.clip(stacked, low, high)
         return p
-
-
-def _expit(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """1 / (1 + exp(-x)) in that order, as scipy.special.expit computes it, with numpy's exp (which
-    may differ from the C library's in the last bit): importing scipy.special costs a scorer a tenth
-    of a second and 5 MB."""
-    with np.errstate(over="ignore"):  # exp(-x) is inf for x below about -709: then 1 / inf = 0, as in scipy
-        out = np.exp(np.negative(x, out=out), out=out)
-    out += 1.0
-    return np.divide(1.0, out, out=out)
 
 
 def _level_positions(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from pipeline.contract.knowledge import AGE_CENTER, AGE_FACTOR, AGE_PER
 from pipeline.world.evidence import finding_states, lab_coupling, parent_codes
 from pipeline.world.network import CompiledModel
+from pipeline.world.special import expit
 
 ITERATIONS = 3
 

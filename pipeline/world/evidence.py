@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
 
 from pipeline.world.network import CompiledModel, lab_bin_probability
+from pipeline.world.special import expit
 
 MAX_COUPLING = 22  # 2^22 terms per row: beyond this a row is refused, not approximated
 

@@ -14,6 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent
 GENERATOR_SOURCES = (
     "contract/*.py",
     "world/network.py",
+    "world/special.py",
     "world/sampling.py",
     "world/generate.py",
     "world/csv_text.py",
