@@ -77,9 +77,9 @@ class ColumnTables:
             self.left = np.array([index[a] for a, _ in pairs])
             self.right = np.array([index[b] for _, b in pairs])
             self.pair_weights = model.weights[self.products.at : self.products.at + self.products.block.width]
-            # each ordered pair of fields' product column, -1 for none (None: a pair is listed twice)
+            # each pair of fields' product column, either way round, -1 for none (None: a pair listed twice)
             self.pair_at = np.full((len(self.pair_fields),) * 2, -1)
-            self.pair_at[self.left, self.right] = np.arange(len(pairs))
+            self.pair_at[self.left, self.right] = self.pair_at[self.right, self.left] = np.arange(len(pairs))
             if len({frozenset(pair) for pair in pairs}) < len(pairs) or (self.left == self.right).any():
                 self.pair_at = None
             # fields checked for yes/no values by `logits` (they have a table), and the others' places
@@ -215,7 +215,7 @@ class ColumnTables:
             rest = [fields[k] for k in self.pair_untabled]
             binary = all(bool(np.all((v == 1.0) | (v == 0.0) | np.isnan(v))) for v in rest)
         if binary and self.pair_at is not None:  # as validation makes them: then 1 x 1 is the only 1
-            rows, pairs = yes_pairs(np.column_stack([v == 1.0 for v in fields]), self.pair_at, len(self.left))
+            rows, pairs = yes_pairs(np.column_stack([v == 1.0 for v in fields]), self.pair_at)
             products = None  # all 1
         elif binary:
             yes = np.column_stack([v == 1.0 for v in fields])
@@ -229,37 +229,28 @@ class ColumnTables:
         if len(rows) == 0:
             return
         # each form's sum over its pairs in order (np.nonzero and yes_pairs list them by row), then added
-        # to its logits: a form's k-th pairs of all forms at once, k = 0, 1, ... (a form has a few)
-        forms, first, count = np.unique(rows, return_index=True, return_counts=True)
-        form = np.repeat(np.arange(len(forms)), count)
-        rank = np.arange(len(rows)) - first[form]
-        by_rank = np.argsort(rank, kind="stable")
-        total = np.zeros((len(forms), logits.shape[1]))
-        start = 0
-        for size in np.bincount(rank):
-            at = by_rank[start : start + size]
-            start += size
+        # to its logits: the k-th pair of every form that has one at once, k = 0, 1, ... (a form has a few)
+        count = np.bincount(rows, minlength=len(logits))
+        first = np.cumsum(count) - count
+        total = np.zeros_like(logits)
+        for k in range(int(count.max())):
+            forms = np.flatnonzero(count > k)
+            at = first[forms] + k
             share = self.pair_weights[pairs[at]]
-            total[form[at]] += share if products is None else products[at, None] * share
-        logits[forms] += total
+            total[forms] += share if products is None else products[at, None] * share
+        logits += total
 
 
-def yes_pairs(yes: np.ndarray, pair_at: np.ndarray, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+def yes_pairs(yes: np.ndarray, pair_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, pairs) where both fields of a product pair are "yes" (`yes`: rows x fields; `pair_at`:
-    fields x fields, each ordered pair's product column or -1), by row and then pair, as np.nonzero
-    of the dense (rows, pairs) table lists them, without making it: a form has about four "yes"
-    among the pair fields, and few of their pairs are the model's."""
+    fields x fields, symmetric, each pair's product column or -1), by row and within a row by its
+    fields' order, without the dense (rows, pairs) table: a form has about four "yes" among the pair
+    fields, and few of their pairs are the model's."""
     rows, fields = np.nonzero(yes)  # by row, fields in order within a row
-    found_rows, found_pairs = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
-    for d in range(1, yes.shape[1]):  # each row's yes fields with the one d places later
-        i = np.flatnonzero(rows[d:] == rows[:-d])
-        if len(i) == 0:  # no row has more than d "yes"
-            break
-        a, b = fields[i], fields[i + d]
-        for pair in (pair_at[a, b], pair_at[b, a]):
-            hit = pair >= 0
-            found_rows.append(rows[i[hit]])
-            found_pairs.append(pair[hit])
-    key = np.concatenate(found_rows).astype(np.int64) * n_pairs + np.concatenate(found_pairs)
-    key.sort()
-    return np.divmod(key, n_pairs)
+    # every "yes" with each later "yes" of its row, at once
+    later = np.cumsum(np.bincount(rows, minlength=len(yes)))[rows] - np.arange(len(rows)) - 1
+    left = np.repeat(np.arange(len(rows)), later)
+    right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(later) - later, later)
+    pair = pair_at[fields[left], fields[right]]
+    hit = pair >= 0
+    return rows[left[hit]], pair[hit]

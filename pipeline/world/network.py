@@ -49,16 +49,17 @@ def truncated_normal_mass(
     hi = np.clip(hi, lower, upper)
     z_lo, z_hi = (lo - mean) / sd, (hi - mean) / sd
     z_lower, z_upper = (lower - mean) / sd, (upper - mean) / sd
-    # Differences of upper-tail probabilities where the interval lies above the mean. One call of ndtr
-    # for all: it works value by value, and its fixed cost is most of it for a lab's few hundred values.
+    # Differences of upper-tail probabilities where the interval lies above the mean: P(X < -lo) -
+    # P(X < -hi) there, P(X < hi) - P(X < lo) elsewhere; one call of ndtr for all (it works value by
+    # value, and its fixed cost is most of it for a lab's few hundred values).
     z_lo, z_hi = np.broadcast_arrays(z_lo, z_hi)
-    shape, n = z_lo.shape, z_lo.size
-    bounds = [-z_lower, -z_upper, z_upper, z_lower]
-    cdf = ndtr(np.concatenate([-z_lo.ravel(), -z_hi.ravel(), z_hi.ravel(), z_lo.ravel(), bounds]))
-    above, below = cdf[: 2 * n].reshape(2, *shape), cdf[2 * n : 4 * n].reshape(2, *shape)
-    mass = np.where(z_lo > 0, above[0] - above[1], below[0] - below[1])
-    b = cdf[4 * n :]
-    total = b[0] - b[1] if z_lower > 0 else b[2] - b[3]
+    upper_side = z_lo > 0
+    first, second = np.where(upper_side, -z_lo, z_hi).ravel(), np.where(upper_side, -z_hi, z_lo).ravel()
+    bound = [-z_lower, -z_upper] if z_lower > 0 else [z_upper, z_lower]
+    cdf = ndtr(np.concatenate([first, second, bound]))
+    n = first.size
+    mass = (cdf[:n] - cdf[n : 2 * n]).reshape(z_lo.shape)
+    total = cdf[-2] - cdf[-1]
     return np.maximum(mass, 0.0) / total
 
 
