@@ -178,21 +178,23 @@ class ColumnTables:
         """(n, outputs) logits of n rows; `values` holds the numeric columns as float64 (NaN blank)
         and the categorical ones as level positions (CompactModel._values_of)."""
         terms = [(self.level_tables[name], values[name] + 1) for name in self.categorical]  # -1: row 0
-        yes_no, codes = [], []
+        yes_no, group, code = [], [], None  # code: the current group's base-3 code, made as it fills
         for name in self.numeric:
             x = values[name]
             missing = np.isnan(x)
             if np.all((x == 0.0) | (x == 1.0) | missing):  # yes/no values only: the table made at load
                 yes_no.append(name)
-                codes.append(np.where(missing, 2.0, x).astype(np.intp))  # the table's row
+                digit = np.where(missing, 2.0, x).astype(np.intp)  # the column's table row
+                code = digit if not group else np.add(code, np.multiply(digit, 3 ** len(group), out=digit), out=code)
+                group.append(name)
+                if len(group) == GROUP:
+                    terms.append((self._joint_table(tuple(group)), code))
+                    group = []
             else:
                 inverse, distinct = pd.factorize(x, use_na_sentinel=False)
                 terms.append((self._table_at(name, np.asarray(distinct, dtype=np.float64)), inverse))
-        for first in range(0, len(yes_no), GROUP):
-            code = codes[first].copy()
-            for i, row in enumerate(codes[first + 1 : first + GROUP], start=1):
-                code += row * 3**i
-            terms.append((self._joint_table(tuple(yes_no[first : first + GROUP])), code))
+        if group:
+            terms.append((self._joint_table(tuple(group)), code))
         logits = np.zeros((n, self.model.weights.shape[1]))
         row = np.empty_like(logits)
         for k, (table, index) in enumerate(terms):  # every index is a row of its table, by construction:
@@ -200,15 +202,19 @@ class ColumnTables:
             np.take(table, index, axis=0, out=logits if k == 0 else row, mode="clip")
             if k:
                 logits += row
+        del terms
         if self.products is not None:
-            self._add_pair_products(logits, values, set(yes_no))
+            self._add_pair_products(logits, values, set(yes_no), scratch=row)
         logits += self.model.bias
         return logits
 
-    def _add_pair_products(self, logits: np.ndarray, values: dict[str, np.ndarray], yes_no: set[str]) -> None:
+    def _add_pair_products(
+        self, logits: np.ndarray, values: dict[str, np.ndarray], yes_no: set[str], scratch: np.ndarray
+    ) -> None:
         """Add the yes/no pairs' products times their weights to `logits`, row by row: a blank counts as
         no (pipeline.learning.features.interaction_products). `yes_no`: the columns found to hold only 0,
-        1 and blank in this chunk (the fields without a table of their own checked here)."""
+        1 and blank in this chunk (the fields without a table of their own checked here); `scratch`:
+        an array of the logits' shape to overwrite."""
         fields = [values[name] for name in self.pair_fields]
         binary = all(name in yes_no for name in self.pair_tabled)
         if binary and self.pair_untabled:
@@ -232,7 +238,8 @@ class ColumnTables:
         # to its logits: the k-th pair of every form that has one at once, k = 0, 1, ... (a form has a few)
         count = np.bincount(rows, minlength=len(logits))
         first = np.cumsum(count) - count
-        total = np.zeros_like(logits)
+        total = scratch
+        total.fill(0.0)
         for k in range(int(count.max())):
             forms = np.flatnonzero(count > k)
             at = first[forms] + k

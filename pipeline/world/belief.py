@@ -167,6 +167,9 @@ class _Graph:
         x = expected_parent_features(model, typed)
         self.base = x @ model.condition_weights
         self.base += model.condition_bias
+        if keep:
+            self.x = x
+        del x  # before the findings' arrays are made (a scorer's peak memory)
         states = finding_states(model, typed)
         n_b = states.shape[1]
         signs = np.empty((n, 2 * n_b), order="F")  # a negative finding, then a positive one (a blank is neither)
@@ -175,8 +178,7 @@ class _Graph:
         del states
         self.base += signs @ tables.finding_base
         if keep:
-            self.x, self.negative, self.positive = x, signs[:, :n_b], signs[:, n_b:]
-        del x
+            self.negative, self.positive = signs[:, :n_b], signs[:, n_b:]
         positive = signs[:, n_b:] == 1.0
         del signs
         pairs: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}  # rows, factors, a, b
@@ -198,18 +200,20 @@ class _Graph:
             else:
                 pairs.setdefault(len(parents), []).append((lab_rows, np.full(len(lab_rows), factor), a, b))
         self.groups: list[_Group] = []
-        slots, factor_ids, start = [], [], 0
-        for k, parts in sorted(pairs.items()):
-            rows, factors, a, b = (np.concatenate(x) for x in zip(*parts, strict=True))
+        found = [(k, *(np.concatenate(x) for x in zip(*parts, strict=True))) for k, parts in sorted(pairs.items())]
+        del pairs
+        self.slot = np.empty(sum(k * len(rows) for k, rows, *_ in found), dtype=np.int64)  # the groups' slots are views
+        factor_ids, start = [], 0
+        for k, rows, factors, a, b in found:
             at = np.searchsorted(tables.arities[k].factors, factors)  # each pair's factor in its arity table
-            slot = rows[:, None] * n_c + tables.arities[k].parents[at]
+            slot = self.slot[start : start + k * len(rows)].reshape(len(rows), k)
+            np.add(rows[:, None] * n_c, tables.arities[k].parents[at], out=slot)
             group = _Group(slice(start, start + slot.size), slot, tables.arities[k].links[at], a[:, None], b[:, None])
             self.groups.append(group)
-            slots.append(slot.ravel())
             if keep:
                 factor_ids.append(np.repeat(factors, k))
             start += slot.size
-        self.slot = np.concatenate(slots) if slots else np.zeros(0, dtype=np.int64)
+        del found
         if keep:
             self.factor = np.concatenate(factor_ids) if factor_ids else np.zeros(0, dtype=np.int64)
 
@@ -230,7 +234,8 @@ class _Graph:
         with np.errstate(over="ignore"):  # exp(-q) of a very negative logit: q is then 0, as it should
             for _ in range(iterations):
                 total = base + np.bincount(self.slot, weights=msg, minlength=len(base))
-                new = np.empty_like(msg)
+                # each group reads only its own edges' messages of the round before: they are
+                # replaced group by group, in place (no second array of every edge's message)
                 for g in self.groups:
                     term = total[g.slot]
                     term -= msg[g.edges].reshape(g.slot.shape)
@@ -240,8 +245,7 @@ class _Graph:
                     # the product over the factor's other conditions: of two, the other one; else all over
                     # this one (1 - q p > 0: the knowledge base refuses a link of 1)
                     others = term[:, ::-1] if term.shape[1] == 2 else np.prod(term, axis=1, keepdims=True) / term
-                    new[g.edges] = _log_ratio(g.a, g.b, g.p, others).ravel()
-                msg = new
+                    msg[g.edges] = _log_ratio(g.a, g.b, g.p, others).ravel()
         return msg
 
     def logits(self, msg: np.ndarray) -> np.ndarray:
