@@ -309,9 +309,10 @@ class CompactModel:
 
 def _level_positions(column: pd.Series, levels: tuple[str, ...]) -> np.ndarray:
     """The encoder's position of each row's category (a blank is the `blank` level; -1: unknown)."""
-    known = list(column.cat.categories)
+    categorical = column.array  # its codes straight from the Categorical (`.cat.codes` builds a Series)
+    known = list(categorical.categories)
     position = np.array([levels.index(c) if c in levels else -1 for c in known] + [levels.index("blank")])
-    codes = column.cat.codes.to_numpy()
+    codes = categorical.codes
     return position[np.where(codes < 0, len(known), codes)]
 
 
