@@ -211,3 +211,16 @@ def test_yes_no_values_other_than_validation_makes_are_reproduced_too(quick_mode
     # products take the general path
     np.testing.assert_allclose(compact.predict_proba(odd), quick_model.predict_proba(odd), rtol=0, atol=1e-12)
     assert not np.array_equal(compact.predict_proba(odd), compact.predict_proba(forms.head(50)))
+
+
+def test_logits_are_the_same_bits_in_chunks_of_any_size(quick_model, forms, tmp_path):
+    """The terms of a form's logits are added in one order whatever chunk it is in: the yes/no
+    columns' groups are fixed when the model loads, not found per chunk (a 10-row chunk of sparse
+    forms has all-blank labs, which once joined a group and moved the later columns' terms)."""
+    compact = round_trip(quick_model, tmp_path)
+    head = pd.concat([forms.iloc[3000:3300], forms.iloc[-305:]], ignore_index=True)  # dense, sparse, blank
+    whole = column_tables.ColumnTables(compact).logits(compact._values_of(head), len(head))
+    tables = column_tables.ColumnTables(compact)
+    parts = [head.iloc[i : i + 10] for i in range(0, len(head), 10)]
+    chunked = np.concatenate([tables.logits(compact._values_of(p), len(p)) for p in parts])
+    np.testing.assert_array_equal(chunked, whole)

@@ -7,9 +7,10 @@ values are found (a yes/no field has three: 0, 1 and blank, tabulated once when 
 a lab a few hundred), its table of shares is made at those values only (and kept for the next
 chunks: a lab holds a few thousand values over a file), and the logits are the sum over columns
 of each row's entry, one gather (`np.take`) per column. Yes/no fields, most of a form, are taken
-GROUP at a time: the group's 3^GROUP combinations of 0, 1 and blank summed once into a joint
-table, indexed by a base-3 code of the row's values. The products of yes/no pairs are found from
-each form's few "yes" (`yes_pairs`) and their weight rows summed per form.
+GROUP at a time (groups fixed when the model loads): the group's 3^GROUP combinations of 0, 1
+and blank summed once into a joint table, indexed by a base-3 code of the row's values. The
+products of yes/no pairs are found from each form's few "yes" (`yes_pairs`) and their weight
+rows summed per form.
 numpy alone: scipy (sparse, whose CSR product this replaces, and special, see
 pipeline.world.special) cost a scorer about 16 MB resident and 0.1 s at each start, and the
 grouped gathers are quicker than the product was.
@@ -17,8 +18,9 @@ grouped gathers are quicker than the product was.
 The features at each distinct value are computed by the very operations of the dense path
 (pipeline.scoring.compact), so they are the fitted pipeline's bit for bit; only the order in which
 the shares are added differs from one dense matrix product (the same in every chunk, whatever its
-size, as long as a column holds the same kind of values), which moves a probability by a few
-units of 1e-15 (tests/test_compact.py holds it to 1e-12; registration refuses a form 1e-9 away).
+size; but a number column that holds only 0, 1 and blanks in a small chunk is read from its table
+made at load, whose entries may differ from its own in the last bit), which moves a probability by
+a few units of 1e-15 (tests/test_compact.py holds it to 1e-12; registration refuses a form 1e-9 away).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import pandas as pd
 CACHED_VALUES = 8192  # table rows kept per number column from chunk to chunk (27 outputs: 1.7 MB at most)
 YES_NO = np.array([0.0, 1.0, np.nan])  # the values a yes/no field takes once validated, in table order
 GROUP = 5  # yes/no columns per joint table (3^5 = 243 rows of 27 logits: 52 KB, in a core's cache)
-JOINT_TABLES = 64  # joint tables kept (one per group of yes/no columns met; validated files make the same few)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class ColumnTables:
                 for j, name in enumerate(block.columns):
                     self.shares.setdefault(name, []).append(_Share(i, block, j, at))
             at += block.width
-        self._joint: dict[tuple[str, ...], np.ndarray] = {}  # group of yes/no columns -> its joint table
+        self._joint: dict[tuple[str, ...], np.ndarray] = {}  # group of yes/no columns -> its joint table, made once
         self._known: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per number column: values, their rows
         self.categorical = [n for n, s in self.shares.items() if s[0].block.kind == "one_hot"]
         self.numeric = [n for n in self.shares if n not in self.categorical]
@@ -71,6 +72,12 @@ class ColumnTables:
         # share at 0, 1 and blank (used for the chunks in which it holds nothing else, as yes/no fields do)
         self.level_tables = {n: self._table(n, np.arange(-1.0, self._levels(n))) for n in self.categorical}
         self.yes_no_tables = {n: self._table(n, YES_NO) for n in self.numeric}
+        # the groups of columns taken through joint tables, fixed when the model loads (so a form's terms
+        # are added in the same order in every chunk): the columns with imputed values only (yes/no
+        # fields; a number also has a spline, steps or a log), GROUP at a time in the model's order
+        plain = [n for n in self.numeric if all(s.block.kind == "impute" and not s.block.log for s in self.shares[n])]
+        self.groups = [tuple(plain[i : i + GROUP]) for i in range(0, len(plain), GROUP)]
+        self._group_of = {name: group for group in self.groups for name in group}
         if self.products is not None:
             pairs = self.products.block.pairs
             self.pair_fields = list(dict.fromkeys(name for pair in pairs for name in pair))
@@ -170,32 +177,41 @@ class ColumnTables:
             table = np.zeros((len(combination), self.model.weights.shape[1]))
             for i, name in enumerate(names):
                 table += self.yes_no_tables[name][combination // 3**i % 3]
-            if len(self._joint) >= JOINT_TABLES:  # an unusual file: columns yes/no in one chunk, not the next
-                self._joint.clear()
             self._joint[names] = table
         return table
+
+    def _group_terms(self, group: tuple[str, ...], rows: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """A group's (table, index) terms: one joint table when all its columns held yes/no values only
+        in this chunk (`rows`: each such column's table rows), else each such column on its own."""
+        if len(rows) < len(group):
+            return [(self.yes_no_tables[name], rows[name]) for name in group if name in rows]
+        code = rows[group[0]]
+        for i, name in enumerate(group[1:], start=1):
+            code += np.multiply(rows[name], 3**i, out=rows[name])
+        return [(self._joint_table(group), code)]
 
     def logits(self, values: dict[str, np.ndarray], n: int) -> np.ndarray:
         """(n, outputs) logits of n rows; `values` holds the numeric columns as float64 (NaN blank)
         and the categorical ones as level positions (CompactModel._values_of)."""
         terms = [(self.level_tables[name], values[name] + 1) for name in self.categorical]  # -1: row 0
-        yes_no, group, code = [], [], None  # code: the current group's base-3 code, made as it fills
+        yes_no, pending = [], {}  # pending: the table rows of the current group's yes/no columns so far
         for name in self.numeric:
             x = values[name]
             missing = np.isnan(x)
+            group = self._group_of.get(name)
             if np.all((x == 0.0) | (x == 1.0) | missing):  # yes/no values only: the table made at load
                 yes_no.append(name)
-                digit = np.where(missing, 2.0, x).astype(np.intp)  # the column's table row
-                code = digit if not group else np.add(code, np.multiply(digit, 3 ** len(group), out=digit), out=code)
-                group.append(name)
-                if len(group) == GROUP:
-                    terms.append((self._joint_table(tuple(group)), code))
-                    group = []
+                rows = np.where(missing, 2.0, x).astype(np.intp)  # the column's table row
+                if group is None:
+                    terms.append((self.yes_no_tables[name], rows))
+                else:
+                    pending[name] = rows
             else:
                 inverse, distinct = pd.factorize(x, use_na_sentinel=False)
                 terms.append((self._table_at(name, np.asarray(distinct, dtype=np.float64)), inverse))
-        if group:
-            terms.append((self._joint_table(tuple(group)), code))
+            if group is not None and name == group[-1]:  # the group's last column: its terms are known
+                terms.extend(self._group_terms(group, pending))
+                pending = {}
         logits = np.zeros((n, self.model.weights.shape[1]))
         row = np.empty_like(logits)
         for k, (table, index) in enumerate(terms):  # every index is a row of its table, by construction:
@@ -212,7 +228,7 @@ class ColumnTables:
     def _add_pair_products(
         self, logits: np.ndarray, values: dict[str, np.ndarray], yes_no: set[str], scratch: np.ndarray
     ) -> None:
-        """Add the yes/no pairs' products times their weights to `logits`, row by row: a blank counts as
+        """Add the yes/no pairs' products times their weights to `logits`, form by form: a blank counts as
         no (pipeline.learning.features.interaction_products). `yes_no`: the columns found to hold only 0,
         1 and blank in this chunk (the fields without a table of their own checked here); `scratch`:
         an array of the logits' shape to overwrite."""
@@ -249,14 +265,39 @@ class ColumnTables:
         logits += total
 
 
+PAIR_CANDIDATES = 1 << 18  # pairs of "yes" fields looked up at once (a form that says yes to all 45 has 990)
+
+
 def yes_pairs(yes: np.ndarray, pair_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, pairs) where both fields of a product pair are "yes" (`yes`: rows x fields; `pair_at`:
     fields x fields, symmetric, each pair's product column or -1), by row and within a row by its
     fields' order, without the dense (rows, pairs) table: a form has about four "yes" among the pair
-    fields, and few of their pairs are the model's."""
+    fields, and few of their pairs are the model's. Every two "yes" of a form are looked up, so
+    forms with many are taken a block at a time (at most PAIR_CANDIDATES pairs, as memory allows)."""
     rows, fields = np.nonzero(yes)  # by row, fields in order within a row
+    count = np.bincount(rows, minlength=len(yes))
+    candidates = np.cumsum(count * (count - 1) // 2)
+    if len(yes) == 0 or candidates[-1] <= PAIR_CANDIDATES:
+        return _yes_pairs(rows, fields, count, pair_at)
+    found_rows, found_pairs, start = [], [], 0
+    while start < len(yes):  # whole rows, each block at most PAIR_CANDIDATES pairs (or one row)
+        done = candidates[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(candidates, done + PAIR_CANDIDATES, side="right")))
+        block = slice(*np.searchsorted(rows, [start, stop]))
+        r, p = _yes_pairs(rows[block], fields[block], count[start:stop], pair_at, first=start)
+        found_rows.append(r)
+        found_pairs.append(p)
+        start = stop
+    return np.concatenate(found_rows), np.concatenate(found_pairs)
+
+
+def _yes_pairs(
+    rows: np.ndarray, fields: np.ndarray, count: np.ndarray, pair_at: np.ndarray, first: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """`yes_pairs` of the "yes" cells (rows, fields) of rows first, first + 1, ...; `count`: each of
+    those rows' number of "yes"."""
     # every "yes" with each later "yes" of its row, at once
-    later = np.cumsum(np.bincount(rows, minlength=len(yes)))[rows] - np.arange(len(rows)) - 1
+    later = np.cumsum(count)[rows - first] - np.arange(len(rows)) - 1
     left = np.repeat(np.arange(len(rows)), later)
     right = left + 1 + np.arange(len(left)) - np.repeat(np.cumsum(later) - later, later)
     pair = pair_at[fields[left], fields[right]]

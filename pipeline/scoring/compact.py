@@ -116,8 +116,8 @@ class CompactModel:
             raise CompactFormError(f"weights of shape {self.weights.shape} do not fit {self.n_features} features")
         self._tables = None  # the per-column tables of the logits, made at the first prediction
         self._posterior_block = next((b for b in self.blocks if b.kind == "posterior"), None)
-        if self._posterior_block is not None:  # imported with the model, so that the batch scorer limits
-            from pipeline.world.belief import knowledge_posterior  # at load, as the batch scorer expects
+        if self._posterior_block is not None:  # imported with the model (only a model with this block
+            from pipeline.world.belief import knowledge_posterior  # needs it), not in the first chunk's time
 
             self._knowledge_posterior = knowledge_posterior
 
