@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.world import network
 from pipeline.world.belief import (
     _Graph,
     knowledge_posterior,
@@ -103,3 +104,22 @@ def test_another_knowledge_base_is_refused(model, sample):
         knowledge_posterior(frame.iloc[:5], "general", "0" * 64, 3)
     same = knowledge_posterior(frame.iloc[:5], "general", model.kb.sha256, 3)
     np.testing.assert_array_equal(same, posterior_logits(model, frame.iloc[:5]))
+
+
+@pytest.mark.parametrize("bound", [16384, 50])
+def test_kept_lab_likelihoods_are_the_computed_ones(bound, monkeypatch):
+    """`lab_likelihoods` keeps each lab's values from call to call (up to a bound): what it returns
+    is `lab_bin_probability` at those values, bit for bit, whatever was kept before."""
+    monkeypatch.setattr(network, "KNOWN_LAB_VALUES", bound)
+    monkeypatch.setattr(network, "_KNOWN_LABS", {})
+    model = network.default_model()
+    frame = generate_frame(model, 4000, 11)
+    for lab in model.labs:
+        col = model.kb.schema.column(lab.name)
+        values = frame[lab.name].dropna().unique().astype(float)
+        for part in (values[:40], values[20:90], values[::-1], values[:1]):
+            abnormal, normal = network.lab_likelihoods(lab, part, col.min, col.max)
+            np.testing.assert_array_equal(abnormal, network.lab_bin_probability(lab, part, True, col.min, col.max))
+            np.testing.assert_array_equal(normal, network.lab_bin_probability(lab, part, False, col.min, col.max))
+    kept = [len(values) for values, _, _ in network._KNOWN_LABS.values()]
+    assert kept and max(kept) <= bound

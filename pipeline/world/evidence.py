@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.world.network import CompiledModel, lab_bin_probability
+from pipeline.world.network import CompiledModel, lab_bin_probability, lab_likelihoods
 from pipeline.world.special import expit
 
 MAX_COUPLING = 22  # 2^22 terms per row: beyond this a row is refused, not approximated
@@ -102,10 +102,10 @@ def lab_coupling(model: CompiledModel, typed: pd.DataFrame, j: int) -> tuple[np.
     col = model.kb.schema.column(lab.name)
     value = typed[lab.name].to_numpy(dtype=float)
     rows = np.flatnonzero(~np.isnan(value))
-    # a lab holds a few hundred distinct values: each likelihood is computed once per value
+    # a lab holds a few hundred distinct values: each likelihood is computed once per value (and kept)
     inverse, distinct = pd.factorize(value[rows])  # hashed, in order of appearance
-    g_abn = lab_bin_probability(lab, distinct, True, col.min, col.max)[inverse]
-    g_norm = lab_bin_probability(lab, distinct, False, col.min, col.max)[inverse]
+    g_abn, g_norm = lab_likelihoods(lab, np.asarray(distinct, dtype=np.float64), col.min, col.max)
+    g_abn, g_norm = g_abn[inverse], g_norm[inverse]
     aj = g_abn
     bj = (g_norm - g_abn) * (1.0 - model.lab_leak[j])
     scale = np.maximum(np.maximum(np.abs(aj), np.abs(bj)), 1e-300)

@@ -254,6 +254,38 @@ def lab_bin_probability(lab: Lab, value: np.ndarray, abnormal: bool, lower: floa
     return truncated_normal_mass(lo, hi, dist.mean, dist.sd, lower, upper)
 
 
+KNOWN_LAB_VALUES = 16384  # values per lab whose likelihoods are kept (a lab holds a few thousand over a file)
+_KNOWN_LABS: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # (lab, lower, upper) -> values, abn, norm
+
+
+def lab_likelihoods(lab: Lab, values: np.ndarray, lower: float, upper: float) -> tuple[np.ndarray, np.ndarray]:
+    """`lab_bin_probability` under the abnormal and the normal distribution at each of `values`
+    (distinct, none blank), each value computed once per process: a scorer meets a lab's few
+    thousand values chunk after chunk. The function works value by value, so a kept value is the
+    one computed afresh, bit for bit."""
+    key = (lab, lower, upper)
+    known, abnormal, normal = _KNOWN_LABS.get(key, (np.empty(0), np.empty(0), np.empty(0)))
+    at = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
+    hit = known[at] == values if len(known) else np.zeros(len(values), dtype=bool)
+    out_abnormal, out_normal = np.empty(len(values)), np.empty(len(values))
+    out_abnormal[hit], out_normal[hit] = abnormal[at[hit]], normal[at[hit]]
+    new = values[~hit]
+    if len(new):
+        made_abnormal = lab_bin_probability(lab, new, True, lower, upper)
+        made_normal = lab_bin_probability(lab, new, False, lower, upper)
+        out_abnormal[~hit], out_normal[~hit] = made_abnormal, made_normal
+        if len(known) + len(new) <= KNOWN_LAB_VALUES:
+            if len(_KNOWN_LABS) >= 256:  # knowledge bases compiled over and over (tests): start afresh
+                _KNOWN_LABS.clear()
+            order = np.argsort(merged := np.concatenate([known, new]), kind="stable")
+            _KNOWN_LABS[key] = (
+                merged[order],
+                np.concatenate([abnormal, made_abnormal])[order],
+                np.concatenate([normal, made_normal])[order],
+            )
+    return out_abnormal, out_normal
+
+
 @cache
 def default_model(population: str = "general") -> CompiledModel:
     """The project's knowledge base compiled for a population, once per process."""
