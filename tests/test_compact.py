@@ -111,7 +111,7 @@ def test_number_tables_are_kept_from_chunk_to_chunk_up_to_a_bound(quick_model, f
     monkeypatch.setattr(column_tables, "CACHED_VALUES", 10)
     bounded = round_trip(quick_model, tmp_path)
     got = np.concatenate([bounded.predict_proba(head.iloc[i : i + 50]) for i in range(0, len(head), 50)])
-    assert all(len(known) <= 10 for known, _ in bounded._tables._known.values())
+    assert all(len(kept) <= 10 for kept in bounded._tables._known.values())
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 

@@ -13,7 +13,7 @@ import pytest
 import scipy.special
 
 from pipeline.contract.schema import REPO_ROOT
-from pipeline.world import special
+from pipeline.world import kept_rows, special
 
 EPS = np.finfo(np.float64).eps
 EDGES = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-300, -1e-300, 745.0, -745.0, 1e308, -1e308])
@@ -58,8 +58,9 @@ def test_ndtr_is_scipys(low, high, ulps):
     assert _relative(special.ndtr(x), scipy.special.ndtr(x)).max() <= ulps * EPS
 
 
-def test_the_modules_examples_hold():
-    assert doctest.testmod(special).failed == 0
+@pytest.mark.parametrize("module", [special, kept_rows])
+def test_the_modules_examples_hold(module):
+    assert doctest.testmod(module).failed == 0
 
 
 def test_ndtr_keeps_shapes_and_scalars():

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.world.kept_rows import KeptRows
+
 CACHED_VALUES = 8192  # table rows kept per number column from chunk to chunk (27 outputs: 1.7 MB at most)
 YES_NO = np.array([0.0, 1.0, np.nan])  # the values a yes/no field takes once validated, in table order
 GROUP = 5  # yes/no columns per joint table (3^5 = 243 rows of 27 logits: 52 KB, in a core's cache)
@@ -65,7 +67,7 @@ class ColumnTables:
                     self.shares.setdefault(name, []).append(_Share(i, block, j, at))
             at += block.width
         self._joint: dict[tuple[str, ...], np.ndarray] = {}  # group of yes/no columns -> its joint table, made once
-        self._known: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per number column: values, their rows
+        self._known: dict[str, KeptRows] = {}  # per number column: its rows at the values met so far
         self.categorical = [n for n, s in self.shares.items() if s[0].block.kind == "one_hot"]
         self.numeric = [n for n in self.shares if n not in self.categorical]
         # tables made once: a categorical column's share per level (and an unknown level), a number's
@@ -146,24 +148,16 @@ class ColumnTables:
         to CACHED_VALUES values per column are kept (the blank counting as one). New rows are made in
         batches of two or more, as a chunk's were before they were kept: numpy multiplies a single
         row through another BLAS routine, whose sums can differ in the last bit."""
-        outputs = self.model.weights.shape[1]
-        known, rows = self._known.get(name, (np.empty(0), np.empty((0, outputs))))
-        if len(known):
-            at = np.minimum(np.searchsorted(known, x), len(known) - 1)  # NaN sorts last, here as in `known`
-            found = known[at]
-            hit = (found == x) | (np.isnan(found) & np.isnan(x))
-        else:
-            at, hit = np.zeros(len(x), dtype=np.intp), np.zeros(len(x), dtype=bool)
+        kept = self._known.get(name)
+        if kept is None:
+            kept = self._known[name] = KeptRows(self.model.weights.shape[1])
+        table, hit = kept.look_up(x)
         if hit.all():
-            return rows[at]
+            return table
         new = x[~hit]
         made = self._table(name, np.repeat(new, 2))[::2] if len(new) == 1 else self._table(name, new)
-        table = np.empty((len(x), outputs))
-        table[hit], table[~hit] = rows[at[hit]], made
-        if len(known) + len(new) <= CACHED_VALUES:
-            merged = np.concatenate([known, new])
-            order = np.argsort(merged, kind="stable")
-            self._known[name] = (merged[order], np.concatenate([rows, made])[order])
+        table[~hit] = made
+        kept.keep(new, made, bound=CACHED_VALUES)
         return table
 
     # ------------------------------------------------------------------------------ logits

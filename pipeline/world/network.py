@@ -32,6 +32,7 @@ from pipeline.contract.knowledge import (
     person_factor_names,
 )
 from pipeline.contract.loader import default_knowledge_base
+from pipeline.world.kept_rows import KeptRows
 from pipeline.world.special import log_expit, ndtr
 
 
@@ -255,7 +256,7 @@ def lab_bin_probability(lab: Lab, value: np.ndarray, abnormal: bool, lower: floa
 
 
 KNOWN_LAB_VALUES = 16384  # values per lab whose likelihoods are kept (a lab holds a few thousand over a file)
-_KNOWN_LABS: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # (lab, lower, upper) -> values, abn, norm
+_KNOWN_LABS: dict[tuple, KeptRows] = {}  # (lab, lower, upper) -> its likelihoods at the values met so far
 
 
 def lab_likelihoods(lab: Lab, values: np.ndarray, lower: float, upper: float) -> tuple[np.ndarray, np.ndarray]:
@@ -264,26 +265,20 @@ def lab_likelihoods(lab: Lab, values: np.ndarray, lower: float, upper: float) ->
     thousand values chunk after chunk. The function works value by value, so a kept value is the
     one computed afresh, bit for bit."""
     key = (lab, lower, upper)
-    known, abnormal, normal = _KNOWN_LABS.get(key, (np.empty(0), np.empty(0), np.empty(0)))
-    at = np.minimum(np.searchsorted(known, values), max(len(known) - 1, 0))
-    hit = known[at] == values if len(known) else np.zeros(len(values), dtype=bool)
-    out_abnormal, out_normal = np.empty(len(values)), np.empty(len(values))
-    out_abnormal[hit], out_normal[hit] = abnormal[at[hit]], normal[at[hit]]
+    kept = _KNOWN_LABS.get(key)
+    if kept is None:
+        if len(_KNOWN_LABS) >= 256:  # knowledge bases compiled over and over (tests): start afresh
+            _KNOWN_LABS.clear()
+        kept = _KNOWN_LABS[key] = KeptRows(width=2)
+    both, hit = kept.look_up(values)
     new = values[~hit]
     if len(new):
-        made_abnormal = lab_bin_probability(lab, new, True, lower, upper)
-        made_normal = lab_bin_probability(lab, new, False, lower, upper)
-        out_abnormal[~hit], out_normal[~hit] = made_abnormal, made_normal
-        if len(known) + len(new) <= KNOWN_LAB_VALUES:
-            if len(_KNOWN_LABS) >= 256:  # knowledge bases compiled over and over (tests): start afresh
-                _KNOWN_LABS.clear()
-            order = np.argsort(merged := np.concatenate([known, new]), kind="stable")
-            _KNOWN_LABS[key] = (
-                merged[order],
-                np.concatenate([abnormal, made_abnormal])[order],
-                np.concatenate([normal, made_normal])[order],
-            )
-    return out_abnormal, out_normal
+        made = np.column_stack(
+            [lab_bin_probability(lab, new, True, lower, upper), lab_bin_probability(lab, new, False, lower, upper)]
+        )
+        both[~hit] = made
+        kept.keep(new, made, bound=KNOWN_LAB_VALUES)
+    return both[:, 0], both[:, 1]
 
 
 @cache
